@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"atoll.dev/atoll/internal/agent/artifact"
+	"atoll.dev/atoll/internal/agent/localapi"
+	"atoll.dev/atoll/internal/agent/store"
+	"atoll.dev/atoll/internal/agent/supervisor"
+	"atoll.dev/atoll/internal/agent/uplink"
+	"atoll.dev/atoll/internal/driver"
+	"atoll.dev/atoll/internal/driver/exec"
+	"atoll.dev/atoll/internal/driver/wasm"
+	"atoll.dev/atoll/internal/hlc"
+	"atoll.dev/atoll/internal/logfile"
+	"atoll.dev/atoll/internal/manifest"
+	"atoll.dev/atoll/internal/version"
+	"atoll.dev/atoll/internal/wire"
+)
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *store.Store
+	sup      *supervisor.Supervisor
+	hlc      *hlc.Clock
+	uplink   *uplink.Uplink // nil without a hub
+	recovery string
+	limits   string
+	changed  chan struct{} // signalled when Status may have changed
+
+	// mu serialises changes of desired state (local changes, new plans),
+	// so each settles against the whole picture.
+	mu        sync.Mutex
+	effective map[string]manifest.Workload // what the node runs; guarded by mu
+	overrides []wire.Override              // in force; guarded by mu
+	stored    atomic.Uint64                // plan revision in the store
+	applied   atomic.Uint64                // plan revision handed to the supervisor
+
+	cmdMu sync.Mutex // serialises Run of hub commands
+}
+
+// New checks cfg, fills defaults and prepares an agent; nothing runs until
+// Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: a data directory is required")
+	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: data directory %s: %w", cfg.DataDir, err)
+	}
+	cfg.DataDir = abs
+	if cfg.Name == "" {
+		if cfg.Name, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("agent: node name: %w", err)
+		}
+	}
+	if cfg.MemInfoPath == "" {
+		cfg.MemInfoPath = "/proc/meminfo"
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 10 * time.Second
+	}
+	if cfg.LogMaxBytes <= 0 {
+		cfg.LogMaxBytes = 10 << 20
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "atoll-" + cfg.Name
+	}
+	total, _, err := readMemInfo(cfg.MemInfoPath)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if cfg.CapacityMemory <= 0 {
+		cfg.CapacityMemory = total
+	}
+	if cfg.CapacityMilliCPU <= 0 {
+		cfg.CapacityMilliCPU = int64(runtime.NumCPU()) * 1000
+	}
+	if cfg.PressureThreshold == 0 {
+		cfg.PressureThreshold = total / 20
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{cfg: cfg, log: log.With("node", cfg.Name), changed: make(chan struct{}, 1)}, nil
+}
+
+// Run opens the store, adopts or starts the stored workloads, serves the
+// local API and supervises until ctx is done. It needs no network. Exec
+// workloads keep running after Run returns; the next agent adopts them.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("agent: create data directory: %w", err)
+	}
+	st, rec, err := store.Open(a.cfg.DataDir, store.Options{})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer st.Close()
+	a.store = st
+	if rec.Happened() {
+		a.recovery = describeRecovery(rec)
+		a.log.Warn("store recovered", "detail", a.recovery)
+		if _, err := st.AppendEvent(store.Event{Time: time.Now(), Type: "store-recovered", Message: a.recovery}); err != nil {
+			a.log.Error("record event", "err", err)
+		}
+	}
+
+	execDrv := exec.New(exec.Config{CgroupParent: a.cfg.CgroupParent})
+	a.limits = execDrv.LimitsMode()
+	wasmDrv, err := wasm.New(wasm.Config{CacheDir: filepath.Join(a.cfg.DataDir, "cache", "wasm")})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer wasmDrv.Close(context.Background())
+
+	sup := supervisor.New(supervisor.Config{
+		Drivers: map[manifest.Runtime]driver.Driver{
+			manifest.RuntimeExec: execDrv,
+			manifest.RuntimeWASM: wasmDrv,
+		},
+		Store:             st,
+		LogDir:            a.logDir(),
+		Artifacts:         a.artifacts(),
+		CapacityMemory:    a.cfg.CapacityMemory,
+		CapacityMilliCPU:  a.cfg.CapacityMilliCPU,
+		MemAvailable:      a.memAvailable,
+		PressureThreshold: a.cfg.PressureThreshold,
+		PressureInterval:  a.cfg.PressureInterval,
+		StopGrace:         a.cfg.StopGrace,
+		Logger:            a.log,
+	})
+	a.sup = sup
+	sup.Start()
+	defer sup.Close()
+
+	if err := a.restore(ctx); err != nil {
+		return fmt.Errorf("agent: restore workloads: %w", err)
+	}
+	a.log.Info("agent started", "data", a.cfg.DataDir, "workloads", len(sup.Status()), "hub", a.cfg.Hub)
+
+	go a.rotateLogs(ctx)
+	go a.forwardChanges(ctx)
+	if a.cfg.Hub != "" {
+		a.uplink = uplink.New(uplink.Config{URL: a.cfg.Hub, Node: hubNode{a}, Heartbeat: a.cfg.Heartbeat, Logger: a.log})
+		go func() {
+			if err := a.uplink.Run(ctx); err != nil {
+				a.log.Error("uplink stopped", "err", err)
+			}
+		}()
+	}
+	err = localapi.Serve(ctx, localapi.SocketPath(a.cfg.DataDir), a)
+	if a.cfg.StopWorkloadsOnExit {
+		sctx, cancel := context.WithTimeout(context.Background(), a.cfg.StopGrace+5*time.Second)
+		defer cancel()
+		if serr := sup.Shutdown(sctx); serr != nil {
+			err = errors.Join(err, fmt.Errorf("agent: stop workloads: %w", serr))
+		}
+	}
+	return err
+}
+
+func (a *Agent) logDir() string { return filepath.Join(a.cfg.DataDir, "logs") }
+
+// Restart replaces a workload's running instance.
+func (a *Agent) Restart(ctx context.Context, name string) error { return a.sup.Restart(ctx, name) }
+
+// Status reports every workload.
+func (a *Agent) Status() []supervisor.Status { return a.sup.Status() }
+
+// Events returns stored events after afterSeq.
+func (a *Agent) Events(afterSeq uint64) ([]store.Event, error) { return a.store.Events(afterSeq, 0) }
+
+// LogPath returns the log file of a known workload.
+func (a *Agent) LogPath(name string) (string, error) {
+	for _, s := range a.sup.Status() {
+		if s.Name == name {
+			return supervisor.LogPath(a.logDir(), name), nil
+		}
+	}
+	return "", fmt.Errorf("logs %s: %w", name, supervisor.ErrWorkloadNotFound)
+}
+
+// PutArtifact stores an artifact in the node's content-addressed cache.
+func (a *Agent) PutArtifact(ref string, r io.Reader) error {
+	_, err := a.artifacts().Put(r, ref)
+	return err
+}
+
+func (a *Agent) artifacts() artifact.Cache {
+	return artifact.Cache{Dir: filepath.Join(a.cfg.DataDir, "artifacts")}
+}
+
+// Info describes the node.
+func (a *Agent) Info() localapi.NodeInfo {
+	info := localapi.NodeInfo{
+		Name: a.cfg.Name, Labels: a.cfg.Labels,
+		CapacityMemory: a.cfg.CapacityMemory, CapacityMilliCPU: a.cfg.CapacityMilliCPU,
+		Limits: a.limits, StoreRecovery: a.recovery, Version: version.Version,
+		Hub: a.cfg.Hub, StoredRevision: a.stored.Load(), AppliedRevision: a.applied.Load(),
+	}
+	if a.uplink != nil {
+		info.HubConnected = a.uplink.Connected()
+	}
+	return info
+}
+
+// forwardChanges turns supervisor status changes into a.changed signals.
+func (a *Agent) forwardChanges(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.sup.Changes():
+			a.signalChanged()
+		}
+	}
+}
+
+func (a *Agent) signalChanged() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) memAvailable() (int64, error) {
+	_, avail, err := readMemInfo(a.cfg.MemInfoPath)
+	return avail, err
+}
+
+// rotateLogs copy-truncates workload logs past LogMaxBytes, keeping three.
+func (a *Agent) rotateLogs(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range a.sup.Status() {
+			if _, err := logfile.Rotate(supervisor.LogPath(a.logDir(), s.Name), a.cfg.LogMaxBytes, 3); err != nil && !errors.Is(err, os.ErrNotExist) {
+				a.log.Error("rotate log", "workload", s.Name, "err", err)
+			}
+		}
+	}
+}
+
+func describeRecovery(r store.Recovery) string {
+	msg := fmt.Sprintf("state.db was corrupt (%s); moved to %s; ", r.Reason, r.MovedTo)
+	if r.RestoredFrom == "" {
+		return msg + "no good snapshot existed, started empty"
+	}
+	return msg + fmt.Sprintf("restored the last good state from %s (written %s)", r.RestoredFrom, r.SnapshotAt.Format(time.RFC3339))
+}

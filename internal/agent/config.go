@@ -1,0 +1,52 @@
+// Package agent wires the node agent together: store, drivers, supervisor and
+// local API. It holds no business logic of its own.
+package agent
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is everything the agent needs; zero values take the documented
+// defaults.
+type Config struct {
+	// DataDir holds the store, logs, artifact cache and the local API socket.
+	DataDir string
+	// Name is the node's name; default: the host name.
+	Name string
+	// Labels describe the node (site=plant-3).
+	Labels map[string]string
+	// CapacityMemory in bytes; 0 means what the machine has (MemTotal).
+	CapacityMemory int64
+	// CapacityMilliCPU in thousandths of a core; 0 means all cores.
+	CapacityMilliCPU int64
+	// PressureThreshold: when MemAvailable drops below it, the lowest-priority
+	// workloads are stopped until it recovers. 0 means the default (5% of
+	// MemTotal); negative disables pressure eviction.
+	PressureThreshold int64
+	// MemInfoPath is read for MemTotal and MemAvailable; default /proc/meminfo.
+	// Tests point it at a file they write.
+	MemInfoPath string
+	// StopGrace is how long a stopping workload gets between SIGTERM and
+	// SIGKILL; default 10s.
+	StopGrace time.Duration
+	// PressureInterval is how often MemAvailable is sampled; default 1s.
+	PressureInterval time.Duration
+	// LogMaxBytes is the size at which a workload's log is rotated; default
+	// 10 MiB, three rotated files kept.
+	LogMaxBytes int64
+	// CgroupParent names the cgroup under which workloads get their own;
+	// default "atoll-<name>".
+	CgroupParent string
+	// Hub is the hub's NATS URL (nats://host:4222); empty runs the node on
+	// its own, with local changes as its whole desired state.
+	Hub string
+	// Heartbeat overrides the uplink's heartbeat interval (tests, dev).
+	Heartbeat time.Duration
+	// StopWorkloadsOnExit stops every workload when Run returns, as
+	// `atoll dev` wants; a real agent leaves them running for the next one
+	// to adopt.
+	StopWorkloadsOnExit bool
+	// Logger receives the agent's own log; default slog.Default().
+	Logger *slog.Logger
+}

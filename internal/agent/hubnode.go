@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"atoll.dev/atoll/internal/agent/artifact"
+	"atoll.dev/atoll/internal/logfile"
+	"atoll.dev/atoll/internal/version"
+	"atoll.dev/atoll/internal/wire"
+)
+
+// hubNode is the agent's side of the hub protocol: what package uplink
+// asks of the node. It is a type of its own because some of its method
+// names (Status, Run, Events) mean other things on the Agent.
+type hubNode struct{ a *Agent }
+
+const (
+	keyEventCursor = "events.cursor"
+	keyDoneCmds    = "commands.done"
+	// doneCmdMemory is how long a carried-out command's id is remembered
+	// after its expiry, so a late redelivery is still recognised.
+	doneCmdMemory = 24 * time.Hour
+)
+
+// Hello describes the node to the hub.
+func (h hubNode) Hello() wire.Hello {
+	return wire.Hello{
+		ProtocolVersion: wire.ProtocolVersion, Node: h.a.cfg.Name, Labels: h.a.cfg.Labels,
+		CapacityMemory: h.a.cfg.CapacityMemory, CapacityMilliCPU: h.a.cfg.CapacityMilliCPU,
+		Runtimes: []string{"exec", "wasm"}, Version: version.Version + " " + runtime.Version(),
+	}
+}
+
+// Revisions returns the stored and applied plan revisions.
+func (h hubNode) Revisions() (stored, applied uint64) { return h.a.stored.Load(), h.a.applied.Load() }
+
+// Status is the node's status for the hub, with a digest of its content
+// and the latest metrics summary (metrics.go).
+func (h hubNode) Status() wire.Status {
+	h.a.mu.Lock()
+	ovs := slices.Clone(h.a.overrides)
+	h.a.mu.Unlock()
+	st := wire.Status{
+		Node: h.a.cfg.Name, StoredRevision: h.a.stored.Load(), AppliedRevision: h.a.applied.Load(),
+		Workloads: h.a.sup.Status(), Overrides: ovs,
+	}
+	b, _ := json.Marshal(st)
+	// The metrics summary stays out of the digest, all but the count of
+	// summaries released: a summary sends the status once per release.
+	m, released := h.updateMetrics(st.Workloads, len(b))
+	if released > 0 {
+		b = fmt.Appendf(b, "\nmetrics released %d", released)
+	}
+	sum := sha256.Sum256(b)
+	st.Digest = hex.EncodeToString(sum[:12])
+	st.Time = time.Now().UTC()
+	st.Metrics = m
+	return st
+}
+
+// Changed is signalled when the status may have changed.
+func (h hubNode) Changed() <-chan struct{} { return h.a.changed }
+
+// Run carries out a hub command at most once per id.
+func (h hubNode) Run(ctx context.Context, c wire.Command) error {
+	h.a.cmdMu.Lock()
+	defer h.a.cmdMu.Unlock()
+	done := map[string]time.Time{}
+	if b, err := h.a.store.Value(keyDoneCmds); err != nil {
+		return err
+	} else if b != nil {
+		if err := json.Unmarshal(b, &done); err != nil {
+			return fmt.Errorf("decode done commands: %w", err)
+		}
+	}
+	if _, seen := done[c.ID]; seen {
+		return nil
+	}
+	now := time.Now()
+	var runErr error
+	switch {
+	case now.After(c.Expires):
+		h.a.event(c.Workload, "command-expired", fmt.Sprintf("command %s (%s) expired at %s before it reached the node; not carried out",
+			c.ID, c.Kind, c.Expires.Format(time.RFC3339)))
+	case c.Kind == wire.CommandRestart:
+		runErr = h.a.sup.Restart(ctx, c.Workload)
+		if runErr == nil {
+			h.a.event(c.Workload, "command", fmt.Sprintf("restart requested by the hub (command %s)", c.ID))
+		}
+	default:
+		runErr = fmt.Errorf("unknown command kind %q", c.Kind)
+	}
+	if runErr != nil {
+		h.a.event(c.Workload, "command-failed", fmt.Sprintf("command %s (%s): %v", c.ID, c.Kind, runErr))
+	}
+	done[c.ID] = c.Expires
+	for _, id := range slices.Collect(maps.Keys(done)) {
+		if now.Sub(done[id]) > doneCmdMemory {
+			delete(done, id)
+		}
+	}
+	b, err := json.Marshal(done)
+	if err != nil {
+		return err
+	}
+	if _, err := h.a.store.PutValue(keyDoneCmds, b); err != nil {
+		return err
+	}
+	return runErr
+}
+
+// Events returns stored events after seq.
+func (h hubNode) Events(afterSeq uint64, limit int) ([]wire.Event, error) {
+	return h.a.store.Events(afterSeq, limit)
+}
+
+// EventCursor is the last event the hub acknowledged.
+func (h hubNode) EventCursor() (uint64, error) {
+	b, err := h.a.store.Value(keyEventCursor)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	var seq uint64
+	err = json.Unmarshal(b, &seq)
+	return seq, err
+}
+
+// SetEventCursor records the last event the hub acknowledged.
+func (h hubNode) SetEventCursor(seq uint64) error {
+	b, _ := json.Marshal(seq)
+	_, err := h.a.store.PutValue(keyEventCursor, b)
+	return err
+}
+
+// Logs returns the tail of a workload's log.
+func (h hubNode) Logs(workload string, tail int) ([]byte, error) {
+	path, err := h.a.LogPath(workload)
+	if err != nil {
+		return nil, err
+	}
+	return logfile.Tail(path, tail)
+}
+
+// StorePlan stores a plan from the hub, then converges to it.
+func (h hubNode) StorePlan(ctx context.Context, p *wire.Plan) error { return h.a.storePlan(ctx, p) }
+
+// MissingArtifacts lists the artifacts the desired state names that are
+// not in the node's cache.
+func (h hubNode) MissingArtifacts() []string {
+	h.a.mu.Lock()
+	defer h.a.mu.Unlock()
+	var out []string
+	for _, w := range h.a.effective {
+		if w.Spec.WASM == nil || !strings.HasPrefix(w.Spec.WASM.Module, artifact.Prefix) {
+			continue
+		}
+		path, err := h.a.artifacts().Path(w.Spec.WASM.Module)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !slices.Contains(out, w.Spec.WASM.Module) {
+			out = append(out, w.Spec.WASM.Module)
+		}
+	}
+	return out
+}
+
+// PutArtifact stores an artifact from the hub and starts what waited for it.
+func (h hubNode) PutArtifact(ref string, r io.Reader) error {
+	if err := h.a.PutArtifact(ref, r); err != nil {
+		return err
+	}
+	return h.a.sup.Retry(context.Background())
+}

@@ -1,0 +1,49 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"atoll.dev/atoll/internal/agent/artifact"
+	"atoll.dev/atoll/internal/driver"
+	"atoll.dev/atoll/internal/manifest"
+)
+
+// driverSpec turns a workload into what its driver needs.
+func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
+	sp := driver.Spec{
+		Name:        w.name,
+		MemoryLimit: w.spec.Resources.MemoryBytes(),
+		MilliCPU:    w.spec.Resources.MilliCPU(),
+		LogPath:     LogPath(s.cfg.LogDir, w.name),
+	}
+	switch w.spec.Runtime {
+	case manifest.RuntimeExec:
+		e := w.spec.Exec
+		sp.Exec = &driver.ExecConfig{Command: e.Command, Env: e.Env, WorkingDir: e.WorkingDir}
+	case manifest.RuntimeWASM:
+		m := w.spec.WASM
+		path := m.Module
+		if strings.HasPrefix(path, artifact.Prefix) {
+			p, err := s.cfg.Artifacts.Path(path)
+			if err != nil {
+				return sp, err
+			}
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				return sp, &missingArtifactError{ref: m.Module}
+			}
+			path = p
+		}
+		sp.WASM = &driver.WASMConfig{ModulePath: path, Args: m.Args, Env: m.Env}
+	default:
+		return sp, fmt.Errorf("runtime %s cannot be started by this agent", w.spec.Runtime)
+	}
+	return sp, nil
+}
+
+// LogPath is where the log of the named workload lives under logDir.
+func LogPath(logDir, name string) string { return filepath.Join(logDir, name+".log") }

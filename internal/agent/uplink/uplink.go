@@ -1,0 +1,548 @@
+// Package uplink is the agent's link to its hub over NATS: it runs the
+// heartbeat loop of package wire, stores new plans before acknowledging
+// them, publishes status on change, delivers events until the hub's stream
+// acknowledges them, answers log requests and carries out queued commands.
+// The link may be down for days; nothing on the node waits for it.
+package uplink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"atoll.dev/atoll/internal/wire"
+)
+
+// Node is what the uplink needs from the agent.
+type Node interface {
+	// Hello describes the node.
+	Hello() wire.Hello
+	// Revisions returns the stored and applied plan revisions.
+	Revisions() (stored, applied uint64)
+	// StorePlan stores p durably, then converges to it; it returns once p
+	// is stored.
+	StorePlan(ctx context.Context, p *wire.Plan) error
+	// Status is the node's current status, with its digest.
+	Status() wire.Status
+	// Run carries out a command once: a command whose ID was carried out
+	// before returns nil without doing anything.
+	Run(ctx context.Context, c wire.Command) error
+	// Events returns stored events after seq, oldest first, at most limit.
+	Events(afterSeq uint64, limit int) ([]wire.Event, error)
+	// EventCursor is the last event Seq the hub acknowledged;
+	// SetEventCursor stores a new one.
+	EventCursor() (uint64, error)
+	SetEventCursor(seq uint64) error
+	// Logs returns the last tail lines of a workload's log.
+	Logs(workload string, tail int) ([]byte, error)
+	// Changed is signalled (without blocking) when the status changes.
+	Changed() <-chan struct{}
+	// MissingArtifacts lists artifact references the desired state needs
+	// and the node does not have.
+	MissingArtifacts() []string
+	// PutArtifact stores an artifact, verifying that its bytes hash to ref.
+	PutArtifact(ref string, r io.Reader) error
+}
+
+// Config wires an uplink.
+type Config struct {
+	// URL of the hub's NATS, e.g. nats://hub.example:4222.
+	URL  string
+	Node Node
+	// Heartbeat interval; default wire.HeartbeatInterval.
+	Heartbeat time.Duration
+	// RequestTimeout bounds each request to the hub; default 5s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Uplink is a running link. Create with New and call Run.
+type Uplink struct {
+	cfg    Config
+	name   string
+	notify chan struct{}
+
+	mu        sync.Mutex
+	connected bool     // guarded by mu
+	done      []string // commands carried out, not yet acknowledged; guarded by mu
+	sentHello bool     // since the last (re)connect; guarded by mu
+	healthy   bool     // the last heartbeat round succeeded; guarded by mu
+	// stalls counts consecutive heartbeat rounds that timed out; after
+	// maxStalls the connection is redialled rather than left to the
+	// client's ping timeout. Only the loop goroutine touches it.
+	stalls int
+	// planTimeout bounds a plan fetch; it doubles after a fetch times out
+	// (a big plan on a slow link) and resets after one succeeds. Only the
+	// loop goroutine touches it.
+	planTimeout time.Duration
+	// acked remembers recently acknowledged command ids, so a hub that
+	// resends one before it has processed the ack does not make the loop
+	// spin. Only the loop goroutine touches it.
+	acked map[string]bool
+}
+
+// New prepares an uplink; nothing connects until Run.
+func New(cfg Config) *Uplink {
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = wire.HeartbeatInterval
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), acked: map[string]bool{}}
+}
+
+// Connected reports whether the link to the hub is up.
+// It is false as soon as a heartbeat round fails, even while the socket
+// still looks open (a silent partition, a half-open connection).
+func (u *Uplink) Connected() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.connected && u.healthy
+}
+
+// Run keeps the link until ctx is done. It never gives up: a hub that is
+// unreachable for days is retried with the client's reconnect backoff.
+func (u *Uplink) Run(ctx context.Context) error {
+	nc, err := nats.Connect(u.cfg.URL,
+		nats.Name("atoll-agent-"+u.name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.PingInterval(20*time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.ConnectHandler(func(*nats.Conn) { u.setConnected(true) }),
+		nats.ReconnectHandler(func(*nats.Conn) { u.setConnected(true) }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { u.setConnected(false) }),
+	)
+	if err != nil {
+		return fmt.Errorf("uplink: connect %s: %w", u.cfg.URL, err)
+	}
+	defer nc.Close()
+	if nc.IsConnected() {
+		u.setConnected(true)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	subs, err := u.subscribe(nc)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}()
+
+	lastDigest := ""
+	for {
+		if nc.IsConnected() {
+			err := u.sync(ctx, nc, js, &lastDigest)
+			if err != nil && ctx.Err() == nil {
+				u.cfg.Logger.Debug("sync with hub", "err", err)
+			}
+			u.judge(nc, err)
+		}
+		t := time.NewTimer(u.cfg.Heartbeat)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-u.notify:
+		case <-u.cfg.Node.Changed():
+			select {
+			case <-u.notify: // a sync is due anyway: no reason to wait
+			default:
+				// A start or a stop changes status several times in a few
+				// milliseconds: report the burst once.
+				d := time.NewTimer(statusDebounce)
+				select {
+				case <-ctx.Done():
+				case <-d.C:
+				}
+				d.Stop()
+			}
+		}
+		t.Stop()
+	}
+}
+
+// maxStalls is how many heartbeat rounds in a row may time out before the
+// uplink redials: a half-open connection or a silent partition is then
+// noticed in a few heartbeats, not after the client's ping timeout.
+const maxStalls = 3
+
+// maxPlanTimeout caps the plan fetch timeout's growth.
+const maxPlanTimeout = 5 * time.Minute
+
+// judge records how a sync round went: the health Connected reports, and
+// a redial after repeated timeouts.
+func (u *Uplink) judge(nc *nats.Conn, err error) {
+	u.mu.Lock()
+	u.healthy = err == nil
+	u.mu.Unlock()
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		u.stalls = 0
+		return
+	}
+	u.stalls++
+	if u.stalls >= maxStalls {
+		u.stalls = 0
+		u.cfg.Logger.Warn("hub not answering: redialling", "timeouts", maxStalls)
+		if err := nc.ForceReconnect(); err != nil {
+			u.cfg.Logger.Warn("redial", "err", err)
+		}
+	}
+}
+
+func (u *Uplink) setConnected(up bool) {
+	u.mu.Lock()
+	u.connected = up
+	if up {
+		u.sentHello = false
+	}
+	u.mu.Unlock()
+	if up {
+		u.poke()
+	}
+}
+
+// statusDebounce is how long the loop waits after a status change before
+// it reports, to send one status for a burst of changes.
+const statusDebounce = 10 * time.Millisecond
+
+// poke makes the loop run a sync now.
+func (u *Uplink) poke() {
+	select {
+	case u.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (u *Uplink) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
+	notify, err := nc.Subscribe(wire.SubjectNotify+u.name, func(*nats.Msg) { u.poke() })
+	if err != nil {
+		return nil, fmt.Errorf("uplink: subscribe: %w", err)
+	}
+	logs, err := nc.Subscribe(wire.SubjectLogs+u.name, u.serveLogs)
+	if err != nil {
+		_ = notify.Unsubscribe()
+		return nil, fmt.Errorf("uplink: subscribe: %w", err)
+	}
+	return []*nats.Subscription{notify, logs}, nil
+}
+
+func (u *Uplink) serveLogs(m *nats.Msg) {
+	var req wire.LogsRequest
+	var reply wire.LogsReply
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		reply.Error = "bad request: " + err.Error()
+	} else {
+		tail := req.Tail
+		if tail <= 0 {
+			tail = 100
+		}
+		data, err := u.cfg.Node.Logs(req.Workload, tail)
+		if err != nil {
+			reply.Error = err.Error()
+		}
+		if len(data) > wire.MaxLogsReply {
+			data = data[len(data)-wire.MaxLogsReply:]
+		}
+		reply.Data = data
+	}
+	b, _ := json.Marshal(reply)
+	_ = m.Respond(b)
+}
+
+// sync runs one round of the protocol: hello if needed, heartbeat, plan,
+// status, commands, events.
+func (u *Uplink) sync(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, lastDigest *string) error {
+	u.mu.Lock()
+	needHello := !u.sentHello
+	u.mu.Unlock()
+	if needHello {
+		var hr wire.HelloReply
+		if err := u.request(ctx, nc, wire.SubjectHello, u.cfg.Node.Hello(), &hr); err != nil {
+			return err
+		}
+		if hr.Error != "" {
+			return fmt.Errorf("hub refused hello: %s", hr.Error)
+		}
+		if err := u.skipDelivered(hr.LastEventID); err != nil {
+			return err
+		}
+		u.mu.Lock()
+		u.sentHello = true
+		u.mu.Unlock()
+		*lastDigest = ""
+	}
+
+	stored, applied := u.cfg.Node.Revisions()
+	st := u.cfg.Node.Status()
+	u.mu.Lock()
+	done := append([]string(nil), u.done...)
+	u.mu.Unlock()
+	hb := wire.Heartbeat{Node: u.name, StoredRevision: stored, AppliedRevision: applied, StatusDigest: st.Digest, DoneCommands: done}
+	var reply wire.HeartbeatReply
+	if err := u.request(ctx, nc, wire.SubjectHeartbeat, hb, &reply); err != nil {
+		return err
+	}
+	if reply.Error != "" {
+		// A hub that does not know the node (its store was reset, or
+		// another hub answered first) gets a Hello again next round.
+		u.mu.Lock()
+		u.sentHello = false
+		u.mu.Unlock()
+		u.poke()
+		return fmt.Errorf("hub refused heartbeat: %s", reply.Error)
+	}
+	u.forgetDone(done)
+	if len(u.acked) > maxAcked {
+		clear(u.acked)
+	}
+	for _, id := range done {
+		u.acked[id] = true
+	}
+
+	if reply.PlanRevision > stored {
+		if err := u.fetchPlan(ctx, nc, stored); err != nil {
+			return err
+		}
+		u.poke() // report the new revisions at once
+	}
+	if reply.NeedStatus || st.Digest != *lastDigest {
+		if err := u.publish(nc, wire.SubjectStatus+u.name, st); err != nil {
+			return err
+		}
+		*lastDigest = st.Digest
+	}
+	fresh := 0
+	for _, c := range reply.Commands {
+		if u.acked[c.ID] || slices.Contains(done, c.ID) {
+			continue // already carried out; the ack is on its way
+		}
+		if err := u.cfg.Node.Run(ctx, c); err != nil {
+			u.cfg.Logger.Warn("command failed", "id", c.ID, "kind", c.Kind, "err", err)
+		}
+		u.mu.Lock()
+		u.done = append(u.done, c.ID)
+		u.mu.Unlock()
+		fresh++
+	}
+	if fresh > 0 {
+		u.poke() // acknowledge them at once
+	}
+	if err := u.fetchArtifacts(ctx, js); err != nil {
+		return err
+	}
+	return u.drainEvents(ctx, js)
+}
+
+// fetchArtifacts copies the artifacts the node is missing from the hub's
+// object store; the node verifies each digest as it stores it.
+func (u *Uplink) fetchArtifacts(ctx context.Context, js jetstream.JetStream) error {
+	missing := u.cfg.Node.MissingArtifacts()
+	if len(missing) == 0 {
+		return nil
+	}
+	store, err := js.ObjectStore(ctx, wire.ArtifactStore)
+	if err != nil {
+		return fmt.Errorf("open artifact store: %w", err)
+	}
+	for _, ref := range missing {
+		obj, err := store.Get(ctx, ref)
+		if err != nil {
+			u.cfg.Logger.Warn("fetch artifact", "ref", ref, "err", err)
+			continue // the next round tries again
+		}
+		err = u.cfg.Node.PutArtifact(ref, obj)
+		obj.Close()
+		if err != nil {
+			u.cfg.Logger.Warn("store artifact", "ref", ref, "err", err)
+		}
+	}
+	return nil
+}
+
+func (u *Uplink) forgetDone(acked []string) {
+	if len(acked) == 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.done = u.done[len(acked):]
+}
+
+func (u *Uplink) fetchPlan(ctx context.Context, nc *nats.Conn, have uint64) error {
+	var pr wire.PlanReply
+	if u.planTimeout < u.cfg.RequestTimeout {
+		u.planTimeout = u.cfg.RequestTimeout
+	}
+	err := u.requestWithin(ctx, nc, u.planTimeout, wire.SubjectPlan, wire.PlanRequest{Node: u.name, Have: have, Gzip: true}, &pr)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		// The plan may be too big for this link to carry in time: give the
+		// next try longer instead of asking again and again.
+		u.planTimeout = min(2*u.planTimeout, maxPlanTimeout)
+		u.cfg.Logger.Warn("plan fetch timed out", "next timeout", u.planTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	u.planTimeout = u.cfg.RequestTimeout
+	if pr.Error != "" {
+		return fmt.Errorf("hub refused plan request: %s", pr.Error)
+	}
+	if pr.PlanGzip != nil {
+		p, err := wire.DecodePlanGzip(pr.PlanGzip)
+		if err != nil {
+			return err
+		}
+		pr.Plan = p
+	}
+	if pr.Plan == nil || pr.Plan.Revision <= have {
+		return nil
+	}
+	if pr.Plan.Node != u.name {
+		return fmt.Errorf("hub sent the plan of %q", pr.Plan.Node)
+	}
+	return u.cfg.Node.StorePlan(ctx, pr.Plan)
+}
+
+// maxAcked bounds the memory of acknowledged command ids; forgetting them
+// is safe, because the node itself never runs a command id twice.
+const maxAcked = 1024
+
+// skipDelivered moves the event cursor past the event the hub says it
+// already holds, so an event whose acknowledgement was lost with the link is
+// not sent again (after the stream's duplicate window it would be stored
+// twice).
+func (u *Uplink) skipDelivered(id string) error {
+	if id == "" {
+		return nil
+	}
+	cursor, err := u.cfg.Node.EventCursor()
+	if err != nil {
+		return err
+	}
+	evs, err := u.cfg.Node.Events(cursor, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if e.ID == id {
+			return u.cfg.Node.SetEventCursor(e.Seq)
+		}
+	}
+	return nil
+}
+
+// eventBatch bounds how many events one sync round sends.
+const eventBatch = 256
+
+// drainEvents publishes stored events after the acknowledged cursor to the
+// hub's stream, each with its ID as the deduplication key, and moves the
+// cursor once the stream has acknowledged them.
+func (u *Uplink) drainEvents(ctx context.Context, js jetstream.JetStream) error {
+	cursor, err := u.cfg.Node.EventCursor()
+	if err != nil {
+		return err
+	}
+	for {
+		evs, err := u.cfg.Node.Events(cursor, eventBatch)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		futures := make([]jetstream.PubAckFuture, 0, len(evs))
+		for _, e := range evs {
+			e.Node = u.name
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			f, err := js.PublishAsync(wire.SubjectEvents+u.name, b, jetstream.WithMsgID(e.ID))
+			if err != nil {
+				return fmt.Errorf("publish event %s: %w", e.ID, err)
+			}
+			futures = append(futures, f)
+		}
+		for i, f := range futures {
+			var err error
+			select {
+			case <-f.Ok():
+			case err = <-f.Err():
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(u.cfg.RequestTimeout):
+				err = context.DeadlineExceeded
+			}
+			if err != nil {
+				// The stream may have stored what it did not acknowledge:
+				// say Hello again before resending, and its LastEventID
+				// moves the cursor past what the hub already holds.
+				u.mu.Lock()
+				u.sentHello = false
+				u.mu.Unlock()
+				if cursor > 0 {
+					_ = u.cfg.Node.SetEventCursor(cursor)
+				}
+				return fmt.Errorf("publish event %s: %w", evs[i].ID, err)
+			}
+			cursor = evs[i].Seq
+		}
+		if err := u.cfg.Node.SetEventCursor(cursor); err != nil {
+			return err
+		}
+		if len(evs) < eventBatch {
+			return nil
+		}
+	}
+}
+
+func (u *Uplink) request(ctx context.Context, nc *nats.Conn, subject string, req, reply any) error {
+	return u.requestWithin(ctx, nc, u.cfg.RequestTimeout, subject, req, reply)
+}
+
+func (u *Uplink) requestWithin(ctx context.Context, nc *nats.Conn, timeout time.Duration, subject string, req, reply any) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, subject+u.name, b)
+	if err != nil {
+		return fmt.Errorf("request %s: %w", subject+u.name, err)
+	}
+	if err := json.Unmarshal(m.Data, reply); err != nil {
+		return fmt.Errorf("request %s: decode reply: %w", subject+u.name, err)
+	}
+	return nil
+}
+
+func (u *Uplink) publish(nc *nats.Conn, subject string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := nc.Publish(subject, b); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"atoll.dev/atoll/internal/agent"
+	"atoll.dev/atoll/internal/manifest"
+	"atoll.dev/atoll/internal/wire"
+)
+
+// agentFlags are the flags of `atoll agent`, as typed.
+type agentFlags struct {
+	dataDir   string
+	name      string
+	labels    map[string]string
+	memory    string
+	cpu       string
+	pressure  string
+	hub       string
+	heartbeat time.Duration
+}
+
+func newAgentCmd(e *env) *cobra.Command {
+	f := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent",
+		Long: "Run the node agent: keep this node's workloads running from its local store,\n" +
+			"connected to a hub or not, and serve `atoll node` commands on DATA/agent.sock.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			// The agent logs through the CLI's stderr, like everything else.
+			cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
+			a, err := agent.New(cfg)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if err := a.Run(ctx); err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+				return err
+			}
+			// Stopped by a signal: a clean exit.
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data", defaultDataDir(e), "data directory: store, logs, artifacts, agent.sock; $ATOLL_DATA if set")
+	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
+	fl.StringVar(&f.hub, "hub", "", "the hub's NATS URL, e.g. nats://hub:4222 (default: none; the node runs on its own)")
+	fl.DurationVar(&f.heartbeat, "heartbeat", wire.HeartbeatInterval, "how often a connected agent heartbeats to the hub")
+	fl.StringToStringVar(&f.labels, "labels", nil, "node labels, k=v,...")
+	fl.StringVar(&f.memory, "capacity-memory", "", "memory workloads may reserve, e.g. 512Mi (default: all of MemTotal)")
+	fl.StringVar(&f.cpu, "capacity-cpu", "", "CPU workloads may reserve, e.g. 2 or 1500m (default: all cores)")
+	fl.StringVar(&f.pressure, "pressure-threshold", "",
+		"evict low-priority workloads when MemAvailable drops below this, e.g. 64Mi; \"off\" disables (default: 5% of MemTotal)")
+	return cmd
+}
+
+// config turns the flags into an agent.Config; quantities use the manifest
+// syntax, so the same "512Mi" means the same thing everywhere.
+func (f *agentFlags) config() (agent.Config, error) {
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Labels: f.labels, Hub: f.hub, Heartbeat: f.heartbeat}
+	if cfg.DataDir == "" {
+		return cfg, errors.New("--data: must not be empty")
+	}
+	for k := range f.labels {
+		if k == "" {
+			return cfg, errors.New("--labels: a label has an empty key")
+		}
+	}
+	var err error
+	if f.memory != "" {
+		if cfg.CapacityMemory, err = parseMemory(f.memory); err != nil {
+			return cfg, fmt.Errorf("--capacity-memory: %w", err)
+		}
+	}
+	if f.cpu != "" {
+		if cfg.CapacityMilliCPU, err = parseCPU(f.cpu); err != nil {
+			return cfg, fmt.Errorf("--capacity-cpu: %w", err)
+		}
+	}
+	switch f.pressure {
+	case "":
+	case "off":
+		cfg.PressureThreshold = -1
+	default:
+		if cfg.PressureThreshold, err = parseMemory(f.pressure); err != nil {
+			return cfg, fmt.Errorf("--pressure-threshold: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+// parseMemory reads a memory quantity such as 512Mi as bytes.
+func parseMemory(s string) (int64, error) {
+	return manifest.Quantity(s).Bytes()
+}
+
+// parseCPU reads a CPU quantity such as 2 or 1500m as thousandths of a core.
+func parseCPU(s string) (int64, error) {
+	return manifest.Quantity(s).Millis()
+}

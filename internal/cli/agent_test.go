@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestAgentFlags_Config(t *testing.T) {
+	f := agentFlags{dataDir: "/d", name: "n1", labels: map[string]string{"site": "p3"},
+		memory: "512Mi", cpu: "1500m", pressure: "64Mi"}
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/d" || cfg.Name != "n1" || cfg.Labels["site"] != "p3" ||
+		cfg.CapacityMemory != 512<<20 || cfg.CapacityMilliCPU != 1500 || cfg.PressureThreshold != 64<<20 {
+		t.Errorf("config = %+v", cfg)
+	}
+
+	f = agentFlags{dataDir: "/d", cpu: "2", pressure: "off"}
+	if cfg, err = f.config(); err != nil || cfg.CapacityMilliCPU != 2000 || cfg.PressureThreshold != -1 {
+		t.Errorf("config = %+v, %v; want 2000 millicores, pressure -1", cfg, err)
+	}
+	if cfg, _ = (&agentFlags{dataDir: "/d"}).config(); cfg.CapacityMemory != 0 || cfg.PressureThreshold != 0 {
+		t.Errorf("defaults = %+v; want zeros (the agent's defaults)", cfg)
+	}
+}
+
+func TestAgent_BadFlags(t *testing.T) {
+	tests := []struct {
+		args   []string
+		substr string
+	}{
+		{[]string{"--capacity-memory", "lots"}, "--capacity-memory"},
+		{[]string{"--capacity-cpu", "-1"}, "--capacity-cpu"},
+		{[]string{"--pressure-threshold", "1.5"}, "--pressure-threshold"},
+		{[]string{"--labels", "novalue"}, "--labels"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"agent", "--data", t.TempDir()}, tt.args...)
+		code, _, errOut := atoll(t, nil, args...)
+		if code != 1 || !strings.Contains(errOut, tt.substr) {
+			t.Errorf("%q = %d, %q; want 1 mentioning %s", tt.args, code, errOut, tt.substr)
+		}
+	}
+}

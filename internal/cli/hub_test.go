@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// readyWatcher is the hub's stderr: it keeps everything written and sends
+// the HTTP address from the hub's "hub ready" log line, once.
+type readyWatcher struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	sent  bool
+	ready chan string
+}
+
+func (w *readyWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.sent && strings.Contains(w.buf.String(), `msg="hub ready"`) {
+		for f := range strings.FieldsSeq(w.buf.String()) {
+			if addr, ok := strings.CutPrefix(f, "http="); ok {
+				w.sent = true
+				w.ready <- addr
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (w *readyWatcher) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func TestHubCmd_ServesTheFleetVerbs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &readyWatcher{ready: make(chan string, 1)}
+	e := &env{stdout: &bytes.Buffer{}, stderr: logs, getenv: func(string) string { return "" }, now: time.Now}
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, []string{"hub", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, e)
+	}()
+	var addr string
+	select {
+	case addr = <-logs.ready:
+	case code := <-exited:
+		t.Fatalf("hub exited with %d before it was ready:\n%s", code, logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("hub not ready after 30s:\n%s", logs)
+	}
+	env := hubEnv("http://" + addr)
+	file := writeFile(t, t.TempDir(), "web.yaml", goodYAML)
+
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "nodes", "-o", "json"}, "[]\n"},
+		{[]string{"apply", "-f", file}, "workload/web created (0 nodes)\n"},
+		{[]string{"apply", "-f", file}, "workload/web unchanged (0 nodes)\n"},
+		{[]string{"get", "workloads", "-o", "json"}, `"name": "web"`},
+		{[]string{"describe", "workload", "web"}, "Targets:   0 ("},
+		{[]string{"delete", "workload", "web"}, "workload/web deleted\n"},
+	} {
+		code, out, errOut := atoll(t, env, step.args...)
+		if code != 0 || !strings.Contains(out, step.want) {
+			t.Errorf("%q = %d, %q, %q; want %q", step.args, code, out, errOut, step.want)
+		}
+	}
+	code, _, errOut := atoll(t, env, "describe", "workload", "web")
+	if code != 1 || !strings.Contains(errOut, "error: ") || !strings.Contains(errOut, "web") {
+		t.Errorf("describe of a deleted workload = %d, %q", code, errOut)
+	}
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("hub stopped by its context exited %d:\n%s", code, logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("hub still running 30s after its context ended")
+	}
+}
+
+func TestHubCmd_Flags(t *testing.T) {
+	_, out, _ := atoll(t, map[string]string{"ATOLL_HUB_DATA": "/srv/hub"}, "hub", "--help")
+	for _, want := range []string{`$ATOLL_HUB_DATA if set (default "/srv/hub")`,
+		`(default "127.0.0.1:7070")`, `(default "127.0.0.1:4222")`, `--node-timeout duration`, `(default 30s)`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("hub --help lacks %q:\n%s", want, out)
+		}
+	}
+	if _, out, _ := atoll(t, nil, "hub", "--help"); !strings.Contains(out, `(default "/var/lib/atoll-hub")`) {
+		t.Errorf("hub --help without $ATOLL_HUB_DATA:\n%s", out)
+	}
+	code, _, errOut := atoll(t, nil, "hub", "--data", "")
+	if code != 1 || !strings.Contains(errOut, "error: ") || !strings.Contains(errOut, "data") {
+		t.Errorf("hub --data '' = %d, %q", code, errOut)
+	}
+}

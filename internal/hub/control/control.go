@@ -1,0 +1,146 @@
+// Package control is what the hub does: it applies intent, keeps every
+// node's plan in step with it, answers the agents' sync loop, queues
+// one-off commands and assembles the fleet views the API shows. Transport
+// lives elsewhere (package nodesync for NATS, package api for HTTP); the
+// state lives in package intent, placement in package planner, sessions in
+// package fleet.
+//
+// # Several hubs
+//
+// Any number of hubs may share one NATS and one store. Every
+// read-modify-write is a compare-and-set on the KV revision (intent.Table
+// Update/Put), so two hubs cannot both turn plan revision N into N+1: the
+// loser re-reads the intent and the plan and plans again, and writes only
+// if the content still differs. A plan is always computed from intent read
+// after the plan it replaces, so the last writer never undoes a change it
+// did not see.
+package control
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"atoll.dev/atoll/internal/clock"
+	"atoll.dev/atoll/internal/hlc"
+	"atoll.dev/atoll/internal/hub/events"
+	"atoll.dev/atoll/internal/hub/fleet"
+	"atoll.dev/atoll/internal/hub/intent"
+	"atoll.dev/atoll/internal/wire"
+)
+
+// ErrUnreachable is what Link.RequestLogs wraps when no agent of the node
+// is listening.
+var ErrUnreachable = errors.New("no agent listening")
+
+// Link reaches agents and the other hubs.
+type Link interface {
+	// Notify tells a connected agent to heartbeat now.
+	Notify(node string, n wire.Notify) error
+	// RequestLogs asks node's agent for logs; it returns an error wrapping
+	// ErrUnreachable when no agent listens, and ctx's error on timeout.
+	RequestLogs(ctx context.Context, node string, req wire.LogsRequest) (wire.LogsReply, error)
+	// AnnounceSeen tells the other hubs about a contact this hub handled.
+	AnnounceSeen(node string, s fleet.Session) error
+}
+
+// EventLog is the event stream.
+type EventLog interface {
+	Publish(ctx context.Context, ev wire.Event) error
+	Find(ctx context.Context, q events.Query) ([]wire.Event, error)
+	// LastFromNode is the id of the last event stored from node itself.
+	LastFromNode(ctx context.Context, node string) (string, error)
+}
+
+// Artifacts is the artifact store.
+type Artifacts interface {
+	Put(ctx context.Context, ref string, r io.Reader) error
+}
+
+// DefaultLogsTimeout bounds a logs request to an agent.
+const DefaultLogsTimeout = 5 * time.Second
+
+// Config is what a Controller works with.
+type Config struct {
+	Store     *intent.Store
+	Fleet     *fleet.Fleet
+	Events    EventLog
+	Artifacts Artifacts
+	Link      Link
+	Clock     clock.Clock
+	// HLC stamps spec changes and plans; it must start after the store's
+	// intent.Store.LatestStamp.
+	HLC    *hlc.Clock
+	Logger *slog.Logger
+	// LogsTimeout bounds a logs request; 0 means DefaultLogsTimeout.
+	LogsTimeout time.Duration
+}
+
+// Controller carries out the hub's operations. Its methods are safe for
+// concurrent use; it holds no lock of its own (the fleet has one, the
+// store is compare-and-set).
+type Controller struct {
+	store       *intent.Store
+	fleet       *fleet.Fleet
+	events      EventLog
+	artifacts   Artifacts
+	link        Link
+	clock       clock.Clock
+	hlc         *hlc.Clock
+	log         *slog.Logger
+	logsTimeout time.Duration
+}
+
+// New returns a controller over cfg.
+func New(cfg Config) *Controller {
+	c := &Controller{
+		store: cfg.Store, fleet: cfg.Fleet, events: cfg.Events, artifacts: cfg.Artifacts, link: cfg.Link,
+		clock: cfg.Clock, hlc: cfg.HLC, log: cfg.Logger, logsTimeout: cfg.LogsTimeout,
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.logsTimeout <= 0 {
+		c.logsTimeout = DefaultLogsTimeout
+	}
+	return c
+}
+
+// Start loads the fleet from the stored node records and brings every
+// plan in step with the intent (finishing the work of a hub that stopped
+// between a change and its plans).
+func (c *Controller) Start(ctx context.Context) error {
+	nodes, err := c.store.Nodes.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		c.fleet.Restore(n.Key, fleet.Session{
+			LastSeen:        n.Value.LastSeen,
+			StoredRevision:  n.Value.StoredRevision,
+			AppliedRevision: n.Value.AppliedRevision,
+		})
+	}
+	return c.Reconcile(ctx, nil)
+}
+
+// event publishes one of the hub's events; failing to is logged, not
+// returned: the event records an outcome, it does not decide one.
+func (c *Controller) event(ctx context.Context, ev wire.Event) {
+	if ev.Time.IsZero() {
+		ev.Time = c.clock.Now()
+	}
+	if err := c.events.Publish(ctx, ev); err != nil {
+		c.log.Warn("publish hub event", "type", ev.Type, "node", ev.Node, "err", err)
+	}
+}
+
+// notify tells node to heartbeat now; a failure only delays the node
+// until its next heartbeat.
+func (c *Controller) notify(node string, rev uint64) {
+	if err := c.link.Notify(node, wire.Notify{PlanRevision: rev}); err != nil {
+		c.log.Warn("notify node", "node", node, "err", err)
+	}
+}

@@ -1,0 +1,141 @@
+package manifest
+
+// APIVersion is the only manifest API version this build understands.
+const APIVersion = "atoll.dev/v1"
+
+// KindWorkload is the kind of a workload document.
+const KindWorkload = "Workload"
+
+// Workload is one declared unit: a process, a WASM module or a container.
+type Workload struct {
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Metadata   Metadata     `json:"metadata"`
+	Spec       WorkloadSpec `json:"spec"`
+
+	// Source says where the document came from ("file.yaml#2"); it is set by
+	// the decoder and never serialised.
+	Source string `json:"-"`
+}
+
+// Metadata names a document.
+type Metadata struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Runtime names a workload runtime.
+type Runtime string
+
+// The runtimes a workload can name.
+const (
+	RuntimeExec      Runtime = "exec"
+	RuntimeWASM      Runtime = "wasm"
+	RuntimeContainer Runtime = "container"
+)
+
+// WorkloadSpec is the desired state of a workload.
+type WorkloadSpec struct {
+	Runtime   Runtime        `json:"runtime"`
+	Exec      *ExecSpec      `json:"exec,omitempty"`
+	WASM      *WASMSpec      `json:"wasm,omitempty"`
+	Container *ContainerSpec `json:"container,omitempty"`
+	// Priority orders admission and eviction: higher is more important.
+	Priority  int       `json:"priority,omitempty"`
+	Resources Resources `json:"resources,omitempty"`
+	Restart   Restart   `json:"restart,omitempty"`
+	Health    *Health   `json:"health,omitempty"`
+	Placement Placement `json:"placement,omitempty"`
+	Requires  Requires  `json:"requires,omitempty"`
+}
+
+// ExecSpec runs a plain process.
+type ExecSpec struct {
+	Command    []string          `json:"command"`
+	Env        map[string]string `json:"env,omitempty"`
+	WorkingDir string            `json:"workingDir,omitempty"`
+}
+
+// WASMSpec runs a WASI preview 1 module with wazero.
+type WASMSpec struct {
+	// Module is a file path or "sha256:<hex>" of an artifact in the agent's cache.
+	Module string            `json:"module"`
+	Args   []string          `json:"args,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+}
+
+// ContainerSpec runs an OCI container. It is validated, not yet run.
+type ContainerSpec struct {
+	Image   string            `json:"image"`
+	Command []string          `json:"command,omitempty"`
+	Args    []string          `json:"args,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+}
+
+// Resources are the declared needs of a workload, in Kubernetes quantity
+// syntax. Empty means "not declared": the workload is admitted without
+// reserving capacity and runs without a limit.
+type Resources struct {
+	Memory Quantity `json:"memory,omitempty"`
+	CPU    Quantity `json:"cpu,omitempty"`
+}
+
+// Restart policies.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+)
+
+// Restart says when and how fast a stopped workload is started again.
+type Restart struct {
+	Policy  string  `json:"policy,omitempty"`
+	Backoff Backoff `json:"backoff,omitempty"`
+}
+
+// Backoff is exponential: initial, doubled per consecutive failure, capped at
+// max, and reset once the workload has run for resetAfter.
+type Backoff struct {
+	Initial    *Duration `json:"initial,omitempty"`
+	Max        *Duration `json:"max,omitempty"`
+	ResetAfter *Duration `json:"resetAfter,omitempty"`
+}
+
+// Health is a periodic check; failureThreshold consecutive failures restart
+// the workload. Exactly one of Exec, HTTP, TCP is set.
+type Health struct {
+	Exec             *ExecCheck `json:"exec,omitempty"`
+	HTTP             *HTTPCheck `json:"http,omitempty"`
+	TCP              *TCPCheck  `json:"tcp,omitempty"`
+	Interval         *Duration  `json:"interval,omitempty"`
+	Timeout          *Duration  `json:"timeout,omitempty"`
+	FailureThreshold int        `json:"failureThreshold,omitempty"`
+	StartPeriod      *Duration  `json:"startPeriod,omitempty"`
+}
+
+// ExecCheck passes when the command exits 0.
+type ExecCheck struct {
+	Command []string `json:"command"`
+}
+
+// HTTPCheck passes on a 2xx or 3xx answer from 127.0.0.1:Port/Path.
+type HTTPCheck struct {
+	Port int    `json:"port"`
+	Path string `json:"path,omitempty"`
+}
+
+// TCPCheck passes when 127.0.0.1:Port accepts a connection.
+type TCPCheck struct {
+	Port int `json:"port"`
+}
+
+// Placement selects the nodes a workload targets (used by the hub).
+type Placement struct {
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	Nodes        []string          `json:"nodes,omitempty"`
+}
+
+// Requires lists what a node must have attached to run the workload.
+type Requires struct {
+	Devices []string `json:"devices,omitempty"`
+}

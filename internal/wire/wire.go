@@ -1,0 +1,290 @@
+// Package wire is the protocol between the hub and its agents: the messages
+// they exchange over NATS and the subjects they use. Everything here is
+// JSON on the wire; a field's doc says what its absence means.
+//
+// # The sync loop
+//
+// The agent drives; the hub answers. On (re)connect the agent sends Hello,
+// then every HeartbeatInterval a Heartbeat request. The reply says the
+// node's current plan revision, whether the hub wants a full Status, and the
+// one-off commands queued for the node. When the plan revision is newer than
+// the one the agent stored, the agent fetches the plan (PlanRequest),
+// stores it, and only then reports it as stored (Heartbeat.StoredRevision);
+// once its supervisor has converged to it, as applied (AppliedRevision).
+// The hub pushes a Notify on a change so connected agents do not wait for
+// the next heartbeat. Every message is idempotent: replaying any of them
+// changes nothing, because revisions only grow and commands carry ids.
+//
+// Events go up through a JetStream stream (SubjectEvents), deduplicated by
+// their id; the agent keeps them until the stream acknowledges them.
+package wire
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"atoll.dev/atoll/internal/hlc"
+	"atoll.dev/atoll/internal/manifest"
+)
+
+// ProtocolVersion is the version of this protocol.
+//
+// History:
+//
+//	1: 2026-11-23: Hello, Heartbeat, PlanRequest, Status, Notify, Command,
+//	   LogsRequest, events stream. Later the same day, optional fields only:
+//	   PlanWorkload.FieldStamps, HelloReply.LastEventID, PlanRequest.Gzip /
+//	   PlanReply.PlanGzip.
+//	1: 2026-11-23: optional Status.Metrics (a node's resource summary,
+//	   outside the status digest); no version bump: an older hub ignores
+//	   the field, an older agent leaves it out.
+const ProtocolVersion = 1
+
+// Timing of the sync loop.
+const (
+	// HeartbeatInterval is how often a connected agent sends a Heartbeat.
+	HeartbeatInterval = 10 * time.Second
+	// DisconnectedAfter is how long the hub waits without a heartbeat
+	// before it shows a node as disconnected (never as failed).
+	DisconnectedAfter = 3 * HeartbeatInterval
+)
+
+// HubPriority is the settlement priority of the hub's intent. Local
+// overrides default to OverridePriority, so the hub wins a conflict unless
+// an operator on site says otherwise.
+const (
+	HubPriority      = 100
+	OverridePriority = 50
+)
+
+// Subjects. <node> is the node name (a DNS label, so it is a valid single
+// NATS token).
+const (
+	// SubjectHello: agent → hub request, Hello → HelloReply.
+	SubjectHello = "atoll.hello."
+	// SubjectHeartbeat: agent → hub request, Heartbeat → HeartbeatReply.
+	SubjectHeartbeat = "atoll.hb."
+	// SubjectPlan: agent → hub request, PlanRequest → PlanReply.
+	SubjectPlan = "atoll.plan."
+	// SubjectStatus: agent → hub publish, Status.
+	SubjectStatus = "atoll.status."
+	// SubjectNotify: hub → agent publish, Notify.
+	SubjectNotify = "atoll.notify."
+	// SubjectLogs: hub → agent request, LogsRequest → LogsReply.
+	SubjectLogs = "atoll.logs."
+	// SubjectEvents: agent → JetStream stream EventStream, Event, with the
+	// event's ID as the Nats-Msg-Id for deduplication.
+	SubjectEvents = "atoll.events."
+	// EventStream is the JetStream stream that holds every node's events.
+	EventStream = "ATOLL_EVENTS"
+	// ArtifactStore is the JetStream object store bucket holding artifacts
+	// (WASM modules) by reference: object name "sha256:<hex>". An agent
+	// fetches the artifacts its plan names and verifies their digest.
+	ArtifactStore = "ATOLL_ARTIFACTS"
+)
+
+// Hello announces a node when its agent (re)connects.
+type Hello struct {
+	ProtocolVersion int               `json:"protocolVersion"`
+	Node            string            `json:"node"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	// CapacityMemory (bytes) and CapacityMilliCPU are what workloads may
+	// reserve on the node.
+	CapacityMemory   int64    `json:"capacityMemory"`
+	CapacityMilliCPU int64    `json:"capacityMilliCPU"`
+	Runtimes         []string `json:"runtimes"`
+	Version          string   `json:"version"`
+}
+
+// HelloReply accepts or refuses a Hello. Error is empty when accepted.
+type HelloReply struct {
+	ProtocolVersion int    `json:"protocolVersion"`
+	PlanRevision    uint64 `json:"planRevision"`
+	// LastEventID is the id of the last event the hub's stream holds from
+	// this node ("" when none or unknown). A reconnecting agent moves its
+	// event cursor past it, so an event whose acknowledgement was lost
+	// with the link is not sent again after the stream's duplicate window.
+	LastEventID string `json:"lastEventID,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// Heartbeat is the agent's periodic request; it doubles as the ack of
+// stored and applied plan revisions and of done commands.
+type Heartbeat struct {
+	Node string `json:"node"`
+	// StoredRevision is the plan revision the agent has durably stored.
+	StoredRevision uint64 `json:"storedRevision"`
+	// AppliedRevision is the revision the node has converged to.
+	AppliedRevision uint64 `json:"appliedRevision"`
+	// StatusDigest is Status.Digest of the agent's current status; the hub
+	// asks for the full status when its copy differs.
+	StatusDigest string `json:"statusDigest"`
+	// DoneCommands are ids of commands the agent has carried out (or
+	// refused, or found expired) since the last acknowledged heartbeat.
+	DoneCommands []string `json:"doneCommands,omitempty"`
+}
+
+// HeartbeatReply tells the agent what it is missing.
+type HeartbeatReply struct {
+	PlanRevision uint64 `json:"planRevision"`
+	// NeedStatus asks the agent to publish its full Status now.
+	NeedStatus bool `json:"needStatus,omitempty"`
+	// Commands still queued for the node, oldest first.
+	Commands []Command `json:"commands,omitempty"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// PlanRequest asks for the node's plan if it is newer than Have.
+type PlanRequest struct {
+	Node string `json:"node"`
+	Have uint64 `json:"have"`
+	// Gzip asks for the plan as PlanReply.PlanGzip: plans repeat
+	// themselves (environments, commands) and links may be slow or metered.
+	Gzip bool `json:"gzip,omitempty"`
+}
+
+// PlanReply carries the plan, or neither field when the agent's is
+// current.
+type PlanReply struct {
+	Plan *Plan `json:"plan,omitempty"`
+	// PlanGzip is the plan's JSON, gzip-compressed, when the request asked
+	// for it (then Plan is nil).
+	PlanGzip []byte `json:"planGzip,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// EncodePlanGzip compresses p for PlanReply.PlanGzip.
+func EncodePlanGzip(p *Plan) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(p); err != nil {
+		return nil, fmt.Errorf("encode plan: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("encode plan: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// maxPlanBytes bounds a decompressed plan (a guard against a gzip bomb).
+const maxPlanBytes = 64 << 20
+
+// DecodePlanGzip reverses EncodePlanGzip.
+func DecodePlanGzip(b []byte) (*Plan, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("decode plan: %w", err)
+	}
+	var p Plan
+	if err := json.NewDecoder(io.LimitReader(zr, maxPlanBytes)).Decode(&p); err != nil {
+		return nil, fmt.Errorf("decode plan: %w", err)
+	}
+	return &p, nil
+}
+
+// Plan is the materialised desired state of one node.
+type Plan struct {
+	Node string `json:"node"`
+	// Revision grows by one with every change to this node's plan.
+	Revision uint64 `json:"revision"`
+	// Stamp is the hub's clock when this revision was made; it dates the
+	// removal of a workload, which has no PlanWorkload to carry a stamp.
+	Stamp     hlc.Timestamp  `json:"stamp"`
+	Workloads []PlanWorkload `json:"workloads"`
+}
+
+// PlanWorkload is one workload in a plan, with what settlement needs.
+type PlanWorkload struct {
+	Workload manifest.Workload `json:"workload"`
+	// Stamp is the hub's clock when this workload's spec last changed.
+	Stamp hlc.Timestamp `json:"stamp"`
+	// FieldStamps is the hub's clock when each field a node can override
+	// ("env.KEY") last changed, so a conflict on that field is dated by its
+	// own change, not by a later change elsewhere in the spec. A field
+	// missing here is dated by Stamp.
+	FieldStamps map[string]hlc.Timestamp `json:"fieldStamps,omitempty"`
+	// Priority of the hub's intent in settlement; 0 means HubPriority.
+	Priority int `json:"priority,omitempty"`
+}
+
+// Notify tells a connected agent to heartbeat now: its plan or commands
+// changed.
+type Notify struct {
+	PlanRevision uint64 `json:"planRevision"`
+}
+
+// Command kinds.
+const (
+	CommandRestart = "restart"
+)
+
+// Command is a one-off action queued for a node.
+type Command struct {
+	// ID is the idempotency key: a command with an ID the node has seen is
+	// not carried out again.
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"`
+	Workload string    `json:"workload"`
+	Created  time.Time `json:"created"`
+	// Expires: a command not carried out by then is dropped, with an event.
+	Expires time.Time `json:"expires"`
+}
+
+// Status is what a node reports; the node is authoritative for it.
+type Status struct {
+	Node            string           `json:"node"`
+	StoredRevision  uint64           `json:"storedRevision"`
+	AppliedRevision uint64           `json:"appliedRevision"`
+	Workloads       []WorkloadStatus `json:"workloads"`
+	// Overrides are the local overrides in force.
+	Overrides []Override `json:"overrides,omitempty"`
+	// Digest identifies the content above (not Time, not Metrics).
+	Digest string    `json:"digest"`
+	Time   time.Time `json:"time"`
+	// Metrics is the node's latest resource summary; absent until its
+	// first window closes, and from agents that predate it. Its values are
+	// not part of the digest: the agent mixes in only the number of
+	// summaries it has released, so a summary changes the digest (and
+	// sends the status) at most once per release (docs/metrics.md).
+	Metrics *Metrics `json:"metrics,omitempty"`
+}
+
+// Override is a change made locally on a node, merged with the plan by
+// fixed rules (package settle).
+type Override struct {
+	ID       string `json:"id"`
+	Workload string `json:"workload"`
+	// Path is the overridden field: "" for the whole workload, or
+	// "env.KEY" for one environment variable of its runtime section.
+	Path string `json:"path"`
+	// Value is the local value (a manifest.Workload for Path "", a string
+	// for env); absent when Deleted.
+	Value   []byte `json:"value,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	// Base is the hub's value of Path when the override was made or last
+	// settled; absent when the hub had none. The hub changing the field
+	// away from Base is what makes a conflict.
+	Base     []byte        `json:"base,omitempty"`
+	Stamp    hlc.Timestamp `json:"stamp"`
+	Priority int           `json:"priority"`
+}
+
+// LogsRequest asks an agent for the tail of a workload's log.
+type LogsRequest struct {
+	Workload string `json:"workload"`
+	// Tail is the number of lines; 0 means the agent's default (100).
+	Tail int `json:"tail"`
+}
+
+// LogsReply carries log bytes, at most MaxLogsReply of them.
+type LogsReply struct {
+	Data  []byte `json:"data"`
+	Error string `json:"error,omitempty"`
+}
+
+// MaxLogsReply bounds a LogsReply's Data (NATS's default max payload is 1 MiB).
+const MaxLogsReply = 512 << 10
