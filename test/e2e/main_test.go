@@ -41,9 +41,6 @@ import (
 var (
 	soakFor  = flag.Duration("soak", 0, "run TestSoak for this long (e.g. 30m); without it TestSoak skips")
 	soakSeed = flag.Int64("seed", 0, "seed of TestSoak's random faults (0: pick one and print it)")
-	// knownBugs runs the reproductions of open product bugs, which fail
-	// until the bugs are fixed; CI does not run them.
-	knownBugs = flag.Bool("known-bugs", false, "also run the reproductions of open product bugs (they fail)")
 )
 
 var (

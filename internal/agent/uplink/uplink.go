@@ -70,6 +70,10 @@ type Uplink struct {
 	cfg    Config
 	name   string
 	notify chan struct{}
+	// fetch wakes the artifact fetcher, which copies artifacts beside the
+	// sync loop, over a connection of its own, so a long download never
+	// holds back a heartbeat.
+	fetch chan struct{}
 
 	mu        sync.Mutex
 	connected bool     // guarded by mu
@@ -101,7 +105,7 @@ func New(cfg Config) *Uplink {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), acked: map[string]bool{}}
+	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), fetch: make(chan struct{}, 1), acked: map[string]bool{}}
 }
 
 // Connected reports whether the link to the hub is up.
@@ -143,6 +147,11 @@ func (u *Uplink) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var fetcher sync.WaitGroup
+	fetcher.Go(func() { u.fetchLoop(ctx) })
+	defer fetcher.Wait()
+	defer cancel()
 	defer func() {
 		for _, s := range subs {
 			_ = s.Unsubscribe()
@@ -349,36 +358,13 @@ func (u *Uplink) sync(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 	if fresh > 0 {
 		u.poke() // acknowledge them at once
 	}
-	if err := u.fetchArtifacts(ctx, js); err != nil {
-		return err
+	if len(u.cfg.Node.MissingArtifacts()) > 0 {
+		select {
+		case u.fetch <- struct{}{}:
+		default: // a fetch is under way or due
+		}
 	}
 	return u.drainEvents(ctx, js)
-}
-
-// fetchArtifacts copies the artifacts the node is missing from the hub's
-// object store; the node verifies each digest as it stores it.
-func (u *Uplink) fetchArtifacts(ctx context.Context, js jetstream.JetStream) error {
-	missing := u.cfg.Node.MissingArtifacts()
-	if len(missing) == 0 {
-		return nil
-	}
-	store, err := js.ObjectStore(ctx, wire.ArtifactStore)
-	if err != nil {
-		return fmt.Errorf("open artifact store: %w", err)
-	}
-	for _, ref := range missing {
-		obj, err := store.Get(ctx, ref)
-		if err != nil {
-			u.cfg.Logger.Warn("fetch artifact", "ref", ref, "err", err)
-			continue // the next round tries again
-		}
-		err = u.cfg.Node.PutArtifact(ref, obj)
-		obj.Close()
-		if err != nil {
-			u.cfg.Logger.Warn("store artifact", "ref", ref, "err", err)
-		}
-	}
-	return nil
 }
 
 func (u *Uplink) forgetDone(acked []string) {
