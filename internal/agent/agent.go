@@ -39,6 +39,7 @@ type Agent struct {
 	recovery string
 	limits   string
 	changed  chan struct{} // signalled when Status may have changed
+	metrics  *metricsSampler
 
 	// mu serialises changes of desired state (local changes, new plans),
 	// so each settles against the whole picture.
@@ -96,7 +97,12 @@ func New(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{cfg: cfg, log: log.With("node", cfg.Name), changed: make(chan struct{}, 1)}, nil
+	every := cfg.Heartbeat
+	if every <= 0 {
+		every = wire.HeartbeatInterval
+	}
+	return &Agent{cfg: cfg, log: log.With("node", cfg.Name), changed: make(chan struct{}, 1),
+		metrics: &metricsSampler{every: every}}, nil
 }
 
 // Run opens the store, adopts or starts the stored workloads, serves the

@@ -24,12 +24,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"weak"
 
 	"golang.org/x/sys/unix"
 
@@ -69,34 +67,13 @@ const (
 	routesPath = "/proc/net/route"
 )
 
-// samplers holds each agent's sampler, keyed weakly so that an Agent that
-// is gone takes its sampler with it.
-var samplers sync.Map // weak.Pointer[Agent] → *metricsSampler
-
-// metrics returns the agent's sampler, created on first use.
-func (h hubNode) metrics() *metricsSampler {
-	key := weak.Make(h.a)
-	if s, ok := samplers.Load(key); ok {
-		return s.(*metricsSampler)
-	}
-	every := h.a.cfg.Heartbeat
-	if every <= 0 {
-		every = wire.HeartbeatInterval
-	}
-	s, loaded := samplers.LoadOrStore(key, &metricsSampler{every: every})
-	if !loaded {
-		runtime.AddCleanup(h.a, func(k weak.Pointer[Agent]) { samplers.Delete(k) }, key)
-	}
-	return s.(*metricsSampler)
-}
-
 // updateMetrics samples the node and ws, the workloads of the status
 // being built, if a sample is due, and returns the latest summary (nil
 // before the first window closes) and how many summaries have been
 // released. statusBytes is the size of that status without its metrics,
 // which sets how often a summary may be released.
 func (h hubNode) updateMetrics(ws []wire.WorkloadStatus, statusBytes int) (*wire.Metrics, uint64) {
-	s := h.metrics()
+	s := h.a.metrics
 	now := time.Now()
 	if s.due(now) {
 		s.add(h.sample(now, ws), statusBytes)
