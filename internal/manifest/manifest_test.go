@@ -67,6 +67,14 @@ func TestLoadPath_Valid(t *testing.T) {
 			wantBytes: 1e9, wantMilli: 1500},
 		{name: "broker", check: func(w Workload) any { return []any{w.Spec.Priority, w.Spec.Restart.Policy, w.Spec.Container.Image} },
 			want: []any{-5, RestartNever, "docker.io/library/eclipse-mosquitto:2.0"}},
+		{name: "broker", check: func(w Workload) any {
+			c := w.Spec.Container
+			return []any{c.Mounts, c.Ports, c.User, c.HostNetwork, c.Privileged}
+		}, want: []any{
+			[]Mount{{HostPath: "/srv/mosquitto", Path: "/mosquitto/data"}, {HostPath: "/etc/mosquitto", Path: "/mosquitto/config", ReadOnly: true}},
+			[]Port{{ContainerPort: 1883, HostPort: 1883, Protocol: "tcp"}, {ContainerPort: 1883, HostPort: 11883, Protocol: "tcp"},
+				{ContainerPort: 5353, HostPort: 5353, Protocol: "udp"}},
+			"1883:1883", false, false}},
 		{name: "camera-agent", check: func(w Workload) any { return []any{w.Spec.Health.FailureThreshold, w.Spec.Requires.Devices} },
 			want: []any{1, []string{"/dev/video0"}}},
 		{name: "web", check: func(w Workload) any { return w.Spec.Restart }, want: Restart{Policy: RestartOnFailure, Backoff: Backoff{

@@ -64,12 +64,48 @@ type WASMSpec struct {
 	Env    map[string]string `json:"env,omitempty"`
 }
 
-// ContainerSpec runs an OCI container. It is validated, not yet run.
+// ContainerSpec runs an OCI container through the node's container engine,
+// from an image already present on the node.
 type ContainerSpec struct {
-	Image   string            `json:"image"`
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint, Args its command.
 	Command []string          `json:"command,omitempty"`
 	Args    []string          `json:"args,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
+	Mounts  []Mount           `json:"mounts,omitempty"`
+	// Ports publishes container ports on the node; empty with HostNetwork.
+	Ports []Port `json:"ports,omitempty"`
+	// HostNetwork runs the container in the node's network namespace.
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	// Devices are host device paths (/dev/video0) made available inside the
+	// container at the same path.
+	Devices    []string `json:"devices,omitempty"`
+	Privileged bool     `json:"privileged,omitempty"`
+	// User runs the container's process as this user ("1000", "1000:1000",
+	// "app"); empty means the image's user.
+	User string `json:"user,omitempty"`
+}
+
+// Mount binds a host path into a container.
+type Mount struct {
+	HostPath string `json:"hostPath"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Port protocols.
+const (
+	ProtocolTCP = "tcp"
+	ProtocolUDP = "udp"
+)
+
+// Port publishes a container port on a port of the node.
+type Port struct {
+	ContainerPort int `json:"containerPort"`
+	// HostPort defaults to ContainerPort.
+	HostPort int `json:"hostPort,omitempty"`
+	// Protocol is tcp (the default) or udp.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Resources are the declared needs of a workload, in Kubernetes quantity

@@ -87,6 +87,22 @@ func applyDefaults(w *Workload) {
 		s.Container.Command = nilIfNone(s.Container.Command)
 		s.Container.Args = nilIfNone(s.Container.Args)
 		s.Container.Env = nilIfEmpty(s.Container.Env)
+		s.Container.Devices = nilIfNone(s.Container.Devices)
+		if len(s.Container.Mounts) == 0 {
+			s.Container.Mounts = nil
+		}
+		if len(s.Container.Ports) == 0 {
+			s.Container.Ports = nil
+		}
+		for i := range s.Container.Ports {
+			p := &s.Container.Ports[i]
+			if p.HostPort == 0 {
+				p.HostPort = p.ContainerPort
+			}
+			if p.Protocol == "" {
+				p.Protocol = ProtocolTCP
+			}
+		}
 	}
 	s.Placement.NodeSelector = nilIfEmpty(s.Placement.NodeSelector)
 	s.Placement.Nodes = nilIfNone(s.Placement.Nodes)
@@ -187,13 +203,7 @@ func validate(w *Workload, c *collector) {
 		checkEnv(c, "spec.wasm.env", s.WASM.Env)
 	}
 	if s.Container != nil {
-		switch img := s.Container.Image; {
-		case img == "":
-			c.add("spec.container.image", "required (an image reference such as docker.io/library/nginx:1.27)")
-		case strings.ContainsAny(img, " \t\r\n"):
-			c.add("spec.container.image", "%q must not contain whitespace", img)
-		}
-		checkEnv(c, "spec.container.env", s.Container.Env)
+		checkContainer(c, s.Container)
 	}
 	checkResources(c, s.Resources)
 	checkRestart(c, s.Restart)

@@ -35,6 +35,8 @@ func walk(c *collector, path string, n *ynode, t reflect.Type) any {
 		return walkString(c, path, n)
 	case reflect.Int:
 		return walkInt(c, path, n)
+	case reflect.Bool:
+		return walkBool(c, path, n)
 	}
 	c.markBad(path, "internal error: no decoder for %s", t)
 	return nil
@@ -56,11 +58,16 @@ func want(t reflect.Type) string {
 	case reflect.Map:
 		return "a mapping of names to strings"
 	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Struct {
+			return "a list of mappings"
+		}
 		return "a list of strings"
 	case reflect.String:
 		return "a string"
 	case reflect.Int:
 		return "an integer"
+	case reflect.Bool:
+		return "true or false"
 	}
 	return t.String()
 }
@@ -187,7 +194,7 @@ func walkMap(c *collector, path string, n *ynode, t reflect.Type) any {
 func walkSlice(c *collector, path string, n *ynode, t reflect.Type) any {
 	if n.kind != sequenceNode {
 		msg := "expected " + want(t) + ", got " + describe(n)
-		if _, ok := n.scalarString(); ok && strings.Contains(n.raw, " ") {
+		if _, ok := n.scalarString(); ok && t.Elem().Kind() == reflect.String && strings.Contains(n.raw, " ") {
 			msg += `; write one item per word, as in ["/bin/sh", "-c", "echo hi"]`
 		}
 		c.markBad(path, "%s", msg)
@@ -238,6 +245,16 @@ func walkInt(c *collector, path string, n *ynode) any {
 		return nil
 	}
 	typeError(c, path, n, reflect.TypeFor[int]())
+	return nil
+}
+
+func walkBool(c *collector, path string, n *ynode) any {
+	if n.kind == scalarNode {
+		if b, ok := n.val.(bool); ok {
+			return b
+		}
+	}
+	typeError(c, path, n, reflect.TypeFor[bool]())
 	return nil
 }
 
