@@ -20,12 +20,13 @@ import (
 var ErrNotRunning = errors.New("workload not running")
 
 // Spec is everything a driver needs to start one workload on this node.
-// Exactly one of Exec and WASM is set, matching the driver.
+// Exactly one of Exec, WASM and Container is set, matching the driver.
 type Spec struct {
 	// Name is the workload's name, unique on the node.
-	Name string
-	Exec *ExecConfig
-	WASM *WASMConfig
+	Name      string
+	Exec      *ExecConfig
+	WASM      *WASMConfig
+	Container *ContainerConfig
 	// MemoryLimit in bytes; 0 means no limit.
 	MemoryLimit int64
 	// MilliCPU is the CPU limit in thousandths of a core; 0 means no limit.
@@ -49,6 +50,41 @@ type WASMConfig struct {
 	ModulePath string
 	Args       []string
 	Env        map[string]string
+}
+
+// ContainerConfig is an OCI container run by a container engine from an
+// image already present on the node.
+type ContainerConfig struct {
+	Image string
+	// Command replaces the image's entrypoint and Args its command; empty
+	// keeps the image's.
+	Command []string
+	Args    []string
+	Env     map[string]string
+	Mounts  []Mount
+	// Ports to publish; empty with HostNetwork.
+	Ports       []Port
+	HostNetwork bool
+	// Devices are host device paths, made available at the same path.
+	Devices    []string
+	Privileged bool
+	// User is "uid", "uid:gid" or a name; empty means the image's.
+	User string
+}
+
+// Mount binds HostPath to Path inside a container.
+type Mount struct {
+	HostPath string
+	Path     string
+	ReadOnly bool
+}
+
+// Port publishes ContainerPort on the node's HostPort; Protocol is "tcp"
+// or "udp".
+type Port struct {
+	ContainerPort int
+	HostPort      int
+	Protocol      string
 }
 
 // Handle identifies a started workload. The agent stores it verbatim and
