@@ -5,8 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -105,7 +105,9 @@ func (n *simNode) SetEventCursor(uint64) error              { return nil }
 func (n *simNode) Logs(string, int) ([]byte, error)         { return nil, nil }
 func (n *simNode) Changed() <-chan struct{}                 { return n.changed }
 func (n *simNode) MissingArtifacts() []string               { return nil }
-func (n *simNode) PutArtifact(string, io.Reader) error      { return nil }
+func (n *simNode) ResumeArtifact(string) (uplink.Download, error) {
+	return nil, errors.New("simulated nodes fetch no artifacts")
+}
 
 var _ uplink.Node = (*simNode)(nil)
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"atoll.dev/atoll/internal/agent/artifact"
+	"atoll.dev/atoll/internal/agent/supervisor"
+	"atoll.dev/atoll/internal/agent/uplink"
 	"atoll.dev/atoll/internal/logfile"
 	"atoll.dev/atoll/internal/version"
 	"atoll.dev/atoll/internal/wire"
@@ -40,7 +41,7 @@ func (h hubNode) Hello() wire.Hello {
 	return wire.Hello{
 		ProtocolVersion: wire.ProtocolVersion, Node: h.a.cfg.Name, Labels: h.a.cfg.Labels,
 		CapacityMemory: h.a.cfg.CapacityMemory, CapacityMilliCPU: h.a.cfg.CapacityMilliCPU,
-		Runtimes: []string{"exec", "wasm"}, Version: version.Version + " " + runtime.Version(),
+		Runtimes: h.a.runtimes.names(), Version: version.Version + " " + runtime.Version(),
 	}
 }
 
@@ -178,10 +179,26 @@ func (h hubNode) MissingArtifacts() []string {
 	return out
 }
 
-// PutArtifact stores an artifact from the hub and starts what waited for it.
-func (h hubNode) PutArtifact(ref string, r io.Reader) error {
-	if err := h.a.PutArtifact(ref, r); err != nil {
+// ResumeArtifact opens the download of an artifact from the hub; its
+// Commit starts what waited for the artifact.
+func (h hubNode) ResumeArtifact(ref string) (uplink.Download, error) {
+	d, err := h.a.artifacts().Resume(ref)
+	if err != nil {
+		return nil, err
+	}
+	return hubDownload{d, h.a.sup}, nil
+}
+
+// hubDownload is an artifact download that retries the waiting workloads
+// once it is stored.
+type hubDownload struct {
+	*artifact.Download
+	sup *supervisor.Supervisor
+}
+
+func (d hubDownload) Commit() error {
+	if err := d.Download.Commit(); err != nil {
 		return err
 	}
-	return h.a.sup.Retry(context.Background())
+	return d.sup.Retry(context.Background())
 }

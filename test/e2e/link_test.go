@@ -21,6 +21,10 @@ import (
 type link struct {
 	name  string
 	proxy *toxiproxy.Proxy
+	// down counts the bytes the hub sent towards the node, on every
+	// connection, as they enter the proxy (a countToxic).
+	down    atomic.Int64
+	counter int64 // down's key in counters
 
 	mu    sync.Mutex
 	shape string // the toxics in force, for the timeline; guarded by mu
@@ -38,7 +42,17 @@ func newLink(srv *toxiproxy.ApiServer, name, listenHost, upstream string) (*link
 	if err := srv.Collection.Add(p, true); err != nil {
 		return nil, fmt.Errorf("start proxy %s: %w", name, err)
 	}
-	return &link{name: name, proxy: p}, nil
+	l := &link{name: name, proxy: p, counter: counterSeq.Add(1)}
+	counters.Store(l.counter, &l.down)
+	return l, l.count()
+}
+
+// Downstream is how many bytes the hub has sent towards the node.
+func (l *link) Downstream() int64 { return l.down.Load() }
+
+// count adds the byte counter, first in the downstream chain.
+func (l *link) count() error {
+	return l.toxic("count-downstream", "e2e_count", "downstream", 1, fmt.Sprintf(`{"counter":%d}`, l.counter))
 }
 
 // Addr is where the node dials (gateway:port); it stays the same across
@@ -161,6 +175,9 @@ func (l *link) Clear() error {
 	l.shape = ""
 	l.mu.Unlock()
 	l.proxy.Toxics.ResetToxics(context.Background())
+	if err := l.count(); err != nil {
+		return err
+	}
 	if strings.Contains(shape, "half-open") || strings.Contains(shape, "blackholed") {
 		l.Down()
 	}
@@ -234,9 +251,39 @@ func (t *blackholeToxic) Pipe(stub *toxics.ToxicStub) {
 	}
 }
 
+// counters are the links' byte counters, by link.counter.
+var (
+	counters   sync.Map // int64 → *atomic.Int64
+	counterSeq atomic.Int64
+)
+
+// countToxic adds the size of everything that passes to a counter.
+type countToxic struct {
+	Counter int64 `json:"counter"`
+}
+
+func (t *countToxic) Pipe(stub *toxics.ToxicStub) {
+	v, _ := counters.Load(t.Counter)
+	n := v.(*atomic.Int64)
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil {
+				stub.Close()
+				return
+			}
+			n.Add(int64(len(c.Data)))
+			stub.Output <- c
+		}
+	}
+}
+
 func init() {
 	// Some toxics log through zerolog's global logger, at trace level.
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	toxics.Register("e2e_loss", new(lossToxic))
 	toxics.Register("e2e_blackhole", new(blackholeToxic))
+	toxics.Register("e2e_count", new(countToxic))
 }

@@ -3,7 +3,6 @@ package uplink
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,10 +60,12 @@ func (u *Uplink) fetchArtifacts(ctx context.Context, refs []string) error {
 	return nil
 }
 
-// fetchArtifact streams one artifact's chunks from the object store's
-// stream into the node's cache, which verifies the digest as it stores it.
-// It pulls one chunk at a time, so it never has more than one chunk in
-// flight and notices a stalled link after artifactStall.
+// fetchArtifact downloads one artifact from the object store's stream
+// into the node's cache, one chunk at a time, so it never has more than one
+// chunk in flight and notices a stalled link after artifactStall. Each
+// chunk is kept as it arrives with the stream sequence it came with: a
+// download that a cut link or a restart interrupted resumes after its last
+// chunk. The cache verifies the digest once all chunks are there.
 func (u *Uplink) fetchArtifact(ctx context.Context, js jetstream.JetStream, ref string) error {
 	rctx, cancel := context.WithTimeout(ctx, u.cfg.RequestTimeout)
 	defer cancel()
@@ -76,49 +77,88 @@ func (u *Uplink) fetchArtifact(ctx context.Context, js jetstream.JetStream, ref 
 	if err != nil {
 		return err
 	}
-	// The object store's layout (NATS ADR-20): the chunks of an object
-	// are the messages on $O.<bucket>.C.<nuid> in stream OBJ_<bucket>.
-	cons, err := js.OrderedConsumer(rctx, "OBJ_"+wire.ArtifactStore, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"$O." + wire.ArtifactStore + ".C." + info.NUID},
-	})
+	dl, err := u.cfg.Node.ResumeArtifact(ref)
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	stored := make(chan error, 1)
-	go func() {
-		err := u.cfg.Node.PutArtifact(ref, pr)
-		pr.CloseWithError(err) // unblocks the writer if the cache gave up
-		stored <- err
-	}()
-	pw.CloseWithError(copyChunks(ctx, cons, info.Chunks, pw))
-	return <-stored
-}
-
-// copyChunks writes n chunks from cons to w, in order.
-func copyChunks(ctx context.Context, cons jetstream.Consumer, n uint32, w io.Writer) error {
-	for got := uint32(0); got < n; {
-		cctx, cancel := context.WithTimeout(ctx, artifactStall)
-		batch, err := cons.Fetch(1, jetstream.FetchContext(cctx))
-		if err != nil {
-			cancel()
+	defer dl.Close()
+	cur, ok := parseChunkCursor(dl.Cursor())
+	if !ok || cur.nuid != info.NUID {
+		// New, or the object was uploaded again: its chunks are new.
+		if err := dl.Restart(); err != nil {
 			return err
 		}
-		before := got
-		for m := range batch.Messages() {
-			if _, err := w.Write(m.Data()); err != nil {
-				cancel()
-				return err
-			}
-			got++
-		}
-		cancel()
-		if err := batch.Error(); err != nil {
-			return fmt.Errorf("chunk %d of %d: %w", got+1, n, err)
-		}
-		if got == before {
-			return fmt.Errorf("chunk %d of %d: none within %v", got+1, n, artifactStall)
+		cur = chunkCursor{nuid: info.NUID}
+	}
+	// The object store's layout (NATS ADR-20): the chunks of an object
+	// are the messages on $O.<bucket>.C.<nuid> in stream OBJ_<bucket>. A
+	// plain ephemeral consumer from the cursor on, without acks: each
+	// Fetch gets the next chunk, and the hub drops the consumer once no
+	// one pulls (an ordered consumer would be recreated on every Fetch,
+	// and retries that forever on a closed connection).
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject:     "$O." + wire.ArtifactStore + ".C." + info.NUID,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: 2 * artifactStall,
+	}
+	if cur.chunks > 0 {
+		u.cfg.Logger.Info("resuming artifact download", "ref", ref, "bytes", dl.Size(), "of", info.Size)
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cur.seq+1
+	}
+	cons, err := js.CreateConsumer(rctx, "OBJ_"+wire.ArtifactStore, cfg)
+	if err != nil {
+		return err
+	}
+	for cur.chunks < info.Chunks {
+		if err := fetchChunk(ctx, cons, dl, &cur); err != nil {
+			return fmt.Errorf("chunk %d of %d: %w", cur.chunks+1, info.Chunks, err)
 		}
 	}
+	return dl.Commit()
+}
+
+// fetchChunk appends the next chunk from cons to dl and advances cur.
+func fetchChunk(ctx context.Context, cons jetstream.Consumer, dl Download, cur *chunkCursor) error {
+	ctx, cancel := context.WithTimeout(ctx, artifactStall)
+	defer cancel()
+	batch, err := cons.Fetch(1, jetstream.FetchContext(ctx))
+	if err != nil {
+		return err
+	}
+	got := false
+	for m := range batch.Messages() {
+		meta, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		cur.seq, cur.chunks = meta.Sequence.Stream, cur.chunks+1
+		if err := dl.Append(m.Data(), cur.String()); err != nil {
+			return err
+		}
+		got = true
+	}
+	if err := batch.Error(); err != nil {
+		return err
+	}
+	if !got {
+		return fmt.Errorf("none within %v", artifactStall)
+	}
 	return nil
+}
+
+// chunkCursor is where a download stands in the object store: the
+// object's NUID, the stream sequence of its last chunk, and the count.
+type chunkCursor struct {
+	nuid   string
+	seq    uint64
+	chunks uint32
+}
+
+func (c chunkCursor) String() string { return fmt.Sprintf("%s %d %d", c.nuid, c.seq, c.chunks) }
+
+func parseChunkCursor(s string) (chunkCursor, bool) {
+	var c chunkCursor
+	n, err := fmt.Sscanf(s, "%s %d %d", &c.nuid, &c.seq, &c.chunks)
+	return c, err == nil && n == 3
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -49,8 +48,25 @@ type Node interface {
 	// MissingArtifacts lists artifact references the desired state needs
 	// and the node does not have.
 	MissingArtifacts() []string
-	// PutArtifact stores an artifact, verifying that its bytes hash to ref.
-	PutArtifact(ref string, r io.Reader) error
+	// ResumeArtifact opens the download of an artifact, with what an
+	// earlier, interrupted download of it left.
+	ResumeArtifact(ref string) (Download, error)
+}
+
+// Download is an artifact arriving chunk by chunk, kept across cuts and
+// restarts (artifact.Download).
+type Download interface {
+	// Size and Cursor say what the download has: its bytes, and the
+	// cursor given with the last Append ("" for none).
+	Size() int64
+	Cursor() string
+	Append(b []byte, cursor string) error
+	// Restart drops what the download has.
+	Restart() error
+	// Commit verifies the digest and stores the artifact; wrong bytes are
+	// dropped.
+	Commit() error
+	Close() error
 }
 
 // Config wires an uplink.
