@@ -19,6 +19,7 @@ import (
 	"atoll.dev/atoll/internal/agent/supervisor"
 	"atoll.dev/atoll/internal/agent/uplink"
 	"atoll.dev/atoll/internal/driver"
+	"atoll.dev/atoll/internal/driver/container"
 	"atoll.dev/atoll/internal/driver/exec"
 	"atoll.dev/atoll/internal/driver/wasm"
 	"atoll.dev/atoll/internal/hlc"
@@ -38,6 +39,7 @@ type Agent struct {
 	uplink   *uplink.Uplink // nil without a hub
 	recovery string
 	limits   string
+	runtimes runtimes      // detected at start
 	changed  chan struct{} // signalled when Status may have changed
 	metrics  *metricsSampler
 
@@ -133,12 +135,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer wasmDrv.Close(context.Background())
+	drivers := map[manifest.Runtime]driver.Driver{
+		manifest.RuntimeExec: execDrv,
+		manifest.RuntimeWASM: wasmDrv,
+	}
+	unavailable := map[manifest.Runtime]string{}
+	if ctr, err := a.containerDriver(ctx); err != nil {
+		unavailable[manifest.RuntimeContainer] = err.Error()
+		a.log.Warn("container runtime unavailable", "err", err)
+	} else {
+		drivers[manifest.RuntimeContainer] = ctr
+		defer ctr.Close()
+	}
+	a.runtimes = runtimes{available: drivers, unavailable: unavailable}
 
 	sup := supervisor.New(supervisor.Config{
-		Drivers: map[manifest.Runtime]driver.Driver{
-			manifest.RuntimeExec: execDrv,
-			manifest.RuntimeWASM: wasmDrv,
-		},
+		Drivers:           drivers,
+		Unavailable:       unavailable,
 		Store:             st,
 		LogDir:            a.logDir(),
 		Artifacts:         a.artifacts(),
@@ -180,6 +193,51 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
+// engineTimeout bounds the engine detection at start.
+const engineTimeout = 3 * time.Second
+
+// containerDriver connects to the Docker engine; the error says why there
+// is none.
+func (a *Agent) containerDriver(ctx context.Context) (*container.Driver, error) {
+	ctx, cancel := context.WithTimeout(ctx, engineTimeout)
+	defer cancel()
+	return container.New(ctx, container.Config{
+		Host:     a.cfg.DockerHost,
+		Node:     a.cfg.Name,
+		Owner:    a.cfg.DataDir,
+		StateDir: filepath.Join(a.cfg.DataDir, "containers"),
+	})
+}
+
+// runtimes are the node's runtimes as detected at start.
+type runtimes struct {
+	available   map[manifest.Runtime]driver.Driver
+	unavailable map[manifest.Runtime]string
+}
+
+// names lists the available runtimes in a fixed order.
+func (r runtimes) names() []string {
+	var out []string
+	for _, rt := range []manifest.Runtime{manifest.RuntimeExec, manifest.RuntimeWASM, manifest.RuntimeContainer} {
+		if r.available[rt] != nil {
+			out = append(out, string(rt))
+		}
+	}
+	return out
+}
+
+// problems says why each unavailable runtime is.
+func (r runtimes) problems() map[string]string {
+	if len(r.unavailable) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(r.unavailable))
+	for rt, why := range r.unavailable {
+		out[string(rt)] = why
+	}
+	return out
+}
+
 func (a *Agent) logDir() string { return filepath.Join(a.cfg.DataDir, "logs") }
 
 // Restart replaces a workload's running instance.
@@ -217,6 +275,7 @@ func (a *Agent) Info() localapi.NodeInfo {
 		Name: a.cfg.Name, Labels: a.cfg.Labels,
 		CapacityMemory: a.cfg.CapacityMemory, CapacityMilliCPU: a.cfg.CapacityMilliCPU,
 		Limits: a.limits, StoreRecovery: a.recovery, Version: version.Version,
+		Runtimes: a.runtimes.names(), UnavailableRuntimes: a.runtimes.problems(),
 		Hub: a.cfg.Hub, StoredRevision: a.stored.Load(), AppliedRevision: a.applied.Load(),
 	}
 	if a.uplink != nil {

@@ -38,6 +38,10 @@ type Config struct {
 	// CgroupParent names the cgroup under which workloads get their own;
 	// default "atoll-<name>".
 	CgroupParent string
+	// DockerHost is the Docker engine that runs container workloads, e.g.
+	// unix:///var/run/docker.sock; default $DOCKER_HOST, else that socket.
+	// Without an engine answering at start, container workloads are blocked.
+	DockerHost string
 	// Hub is the hub's NATS URL (nats://host:4222); empty runs the node on
 	// its own, with local changes as its whole desired state.
 	Hub string

@@ -24,6 +24,7 @@ type agentFlags struct {
 	pressure  string
 	hub       string
 	heartbeat time.Duration
+	docker    string
 }
 
 func newAgentCmd(e *env) *cobra.Command {
@@ -57,6 +58,8 @@ func newAgentCmd(e *env) *cobra.Command {
 	fl.StringVar(&f.dataDir, "data", defaultDataDir(e), "data directory: store, logs, artifacts, agent.sock; $ATOLL_DATA if set")
 	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
 	fl.StringVar(&f.hub, "hub", "", "the hub's NATS URL, e.g. nats://hub:4222 (default: none; the node runs on its own)")
+	fl.StringVar(&f.docker, "docker-host", "",
+		"the Docker engine for container workloads (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	fl.DurationVar(&f.heartbeat, "heartbeat", wire.HeartbeatInterval, "how often a connected agent heartbeats to the hub")
 	fl.StringToStringVar(&f.labels, "labels", nil, "node labels, k=v,...")
 	fl.StringVar(&f.memory, "capacity-memory", "", "memory workloads may reserve, e.g. 512Mi (default: all of MemTotal)")
@@ -69,7 +72,8 @@ func newAgentCmd(e *env) *cobra.Command {
 // config turns the flags into an agent.Config; quantities use the manifest
 // syntax, so the same "512Mi" means the same thing everywhere.
 func (f *agentFlags) config() (agent.Config, error) {
-	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Labels: f.labels, Hub: f.hub, Heartbeat: f.heartbeat}
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Labels: f.labels, Hub: f.hub, Heartbeat: f.heartbeat,
+		DockerHost: f.docker}
 	if cfg.DataDir == "" {
 		return cfg, errors.New("--data: must not be empty")
 	}

@@ -16,7 +16,7 @@ func newNodeInfoCmd(e *env, f *nodeFlags) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "info",
-		Short: "Describe this node: name, labels, capacity, limits, store, version",
+		Short: "Describe this node: name, labels, capacity, limits, runtimes, store, version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output, "json"); err != nil {
@@ -51,6 +51,13 @@ func printInfo(w io.Writer, info localapi.NodeInfo) error {
 	tableRow(tw, "Capacity:", fmt.Sprintf("memory %s, cpu %s",
 		formatBytes(info.CapacityMemory), formatMilliCPU(info.CapacityMilliCPU)))
 	tableRow(tw, "Limits:", info.Limits)
+	if len(info.Runtimes) > 0 || len(info.UnavailableRuntimes) > 0 {
+		rts := strings.Join(info.Runtimes, ", ")
+		for _, rt := range slices.Sorted(maps.Keys(info.UnavailableRuntimes)) {
+			rts += fmt.Sprintf("; not %s: %s", rt, info.UnavailableRuntimes[rt])
+		}
+		tableRow(tw, "Runtimes:", strings.TrimPrefix(rts, "; "))
+	}
 	tableRow(tw, "Store:", store)
 	tableRow(tw, "Version:", info.Version)
 	return tw.Flush()

@@ -86,6 +86,11 @@ type NodeInfo struct {
 	// Limits says how resource limits are enforced on this node, e.g.
 	// "cgroup v1", or why they are not.
 	Limits string `json:"limits"`
+	// Runtimes lists the runtimes this node can run (exec, wasm, container).
+	Runtimes []string `json:"runtimes,omitempty"`
+	// UnavailableRuntimes says, by runtime, why one is missing, e.g.
+	// "container": "no Docker engine at unix:///var/run/docker.sock: ...".
+	UnavailableRuntimes map[string]string `json:"unavailableRuntimes,omitempty"`
 	// StoreRecovery is non-empty when the store had to be recovered at start,
 	// and says what happened.
 	StoreRecovery string `json:"storeRecovery,omitempty"`

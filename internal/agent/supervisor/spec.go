@@ -39,6 +39,19 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 			path = p
 		}
 		sp.WASM = &driver.WASMConfig{ModulePath: path, Args: m.Args, Env: m.Env}
+	case manifest.RuntimeContainer:
+		c := w.spec.Container
+		cc := &driver.ContainerConfig{
+			Image: c.Image, Command: c.Command, Args: c.Args, Env: c.Env,
+			HostNetwork: c.HostNetwork, Devices: c.Devices, Privileged: c.Privileged, User: c.User,
+		}
+		for _, m := range c.Mounts {
+			cc.Mounts = append(cc.Mounts, driver.Mount{HostPath: m.HostPath, Path: m.Path, ReadOnly: m.ReadOnly})
+		}
+		for _, p := range c.Ports {
+			cc.Ports = append(cc.Ports, driver.Port{ContainerPort: p.ContainerPort, HostPort: p.HostPort, Protocol: p.Protocol})
+		}
+		sp.Container = cc
 	default:
 		return sp, fmt.Errorf("runtime %s cannot be started by this agent", w.spec.Runtime)
 	}

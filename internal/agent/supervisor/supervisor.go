@@ -28,7 +28,10 @@ type StateStore interface {
 type Config struct {
 	// Drivers by runtime; a workload whose runtime is missing is blocked.
 	Drivers map[manifest.Runtime]driver.Driver
-	Store   StateStore
+	// Unavailable says why a runtime missing from Drivers is missing
+	// ("no Docker engine at ..."); it becomes the blocked reason.
+	Unavailable map[manifest.Runtime]string
+	Store       StateStore
 	// LogDir receives <workload>.log files.
 	LogDir string
 	// Artifacts resolves "sha256:<hex>" module references.
@@ -426,6 +429,9 @@ func (s *Supervisor) reconcile() {
 		w.blockedBy = blocked[w.name]
 		if w.removing == nil && s.cfg.Drivers[w.spec.Runtime] == nil {
 			w.blockedBy = fmt.Sprintf("runtime %s is not available on this node", w.spec.Runtime)
+			if why := s.cfg.Unavailable[w.spec.Runtime]; why != "" {
+				w.blockedBy = fmt.Sprintf("runtime %s: %s", w.spec.Runtime, why)
+			}
 		}
 		s.step(w)
 	}

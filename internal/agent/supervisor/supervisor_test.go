@@ -439,3 +439,14 @@ func TestSupervisor_MissingRuntimeBlocks(t *testing.T) {
 		t.Errorf("reason %q", st.Reason)
 	}
 }
+
+func TestSupervisor_UnavailableRuntimeSaysWhy(t *testing.T) {
+	h := newHarness(t, func(c *supervisor.Config) {
+		c.Unavailable = map[manifest.Runtime]string{manifest.RuntimeContainer: "no Docker engine at unix:///nowhere.sock: refused"}
+	})
+	h.sync(supervisor.Workload{Name: "box", Spec: manifest.WorkloadSpec{Runtime: manifest.RuntimeContainer, Container: &manifest.ContainerSpec{Image: "x"}}})
+	st := h.waitState("box", supervisor.StateBlocked, nil)
+	if want := "runtime container: no Docker engine at unix:///nowhere.sock: refused"; st.Reason != want {
+		t.Errorf("reason %q, want %q", st.Reason, want)
+	}
+}
