@@ -2,11 +2,13 @@
 // OS process: the tests build cmd/atoll once, start `atoll agent` on a
 // temporary data directory, drive it through the real CLI and the typed
 // local client, kill it with SIGKILL, corrupt its store and start it again,
-// and check what happened to real workload processes through /proc.
+// and check what happened to real workload processes through /proc (and to
+// container workloads through the Docker engine, from an image the test
+// builds and loads).
 //
 // Every test cleans up what it started: agent process groups, workload
 // process groups (found through a per-test token in their environment),
-// cgroup directories and temporary directories.
+// cgroup directories, containers and test images, and temporary directories.
 package node_test
 
 import (
