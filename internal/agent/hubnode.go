@@ -29,8 +29,7 @@ import (
 type hubNode struct{ a *Agent }
 
 const (
-	keyEventCursor = "events.cursor"
-	keyDoneCmds    = "commands.done"
+	keyDoneCmds = "commands.done"
 	// doneCmdMemory is how long a carried-out command's id is remembered
 	// after its expiry, so a late redelivery is still recognised.
 	doneCmdMemory = 24 * time.Hour
@@ -123,28 +122,22 @@ func (h hubNode) Run(ctx context.Context, c wire.Command) error {
 	return runErr
 }
 
-// Events returns stored events after seq.
+// Events returns stored events after seq, led by a report of the events
+// the retention dropped before the hub had them, if any.
 func (h hubNode) Events(afterSeq uint64, limit int) ([]wire.Event, error) {
+	if e, ok, err := h.a.store.ReportDroppedEvents(); err != nil {
+		return nil, err
+	} else if ok {
+		h.a.log.Warn(e.Message, "event", e.Type)
+	}
 	return h.a.store.Events(afterSeq, limit)
 }
 
 // EventCursor is the last event the hub acknowledged.
-func (h hubNode) EventCursor() (uint64, error) {
-	b, err := h.a.store.Value(keyEventCursor)
-	if err != nil || b == nil {
-		return 0, err
-	}
-	var seq uint64
-	err = json.Unmarshal(b, &seq)
-	return seq, err
-}
+func (h hubNode) EventCursor() (uint64, error) { return h.a.store.EventCursor() }
 
 // SetEventCursor records the last event the hub acknowledged.
-func (h hubNode) SetEventCursor(seq uint64) error {
-	b, _ := json.Marshal(seq)
-	_, err := h.a.store.PutValue(keyEventCursor, b)
-	return err
-}
+func (h hubNode) SetEventCursor(seq uint64) error { return h.a.store.SetEventCursor(seq) }
 
 // Logs returns the tail of a workload's log.
 func (h hubNode) Logs(workload string, tail int) ([]byte, error) {

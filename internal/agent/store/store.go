@@ -394,54 +394,163 @@ func (s *Store) Value(key string) ([]byte, error) {
 // every recovery.
 type Event = wire.Event
 
+// Keys of the event log's bookkeeping in the meta bucket (values, so they
+// read like PutValue's).
+const (
+	keyEventCursor       = valuePrefix + "events.cursor"
+	keyDroppedUnreported = valuePrefix + "events.dropped.unreported"
+	keyDroppedTotal      = valuePrefix + "events.dropped.total"
+)
+
+// EventDropped is the type of the event that reports undelivered events
+// dropped by the retention (ReportDroppedEvents).
+const EventDropped = "events-dropped"
+
 // AppendEvent adds e to the log and returns it with Seq and ID assigned. A
 // zero Time is set from the clock; Time is kept in UTC. When the log is longer
-// than the retention the oldest events are dropped.
+// than the retention the oldest events are dropped; those the hub had not
+// acknowledged (above EventCursor) are counted, to be reported by
+// ReportDroppedEvents.
 func (s *Store) AppendEvent(e Event) (Event, error) {
 	if e.Type == "" {
 		return Event{}, errors.New("append event: empty type")
 	}
-	if e.Time.IsZero() {
-		e.Time = s.opts.Clock.Now()
-	}
-	e.Time = e.Time.UTC()
-	keep := uint64(s.opts.EventRetention)
 	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		e.ID = s.epoch + "-" + strconv.FormatUint(seq, 10)
-		v, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(seqKey(seq), v); err != nil {
-			return err
-		}
-		// Keys are contiguous from the oldest kept event to seq, so
-		// everything at or below seq-keep goes.
-		if seq <= keep {
-			return nil
-		}
-		var drop [][]byte
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq-keep; k, _ = c.Next() {
-			drop = append(drop, bytes.Clone(k))
-		}
-		for _, k := range drop {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		e, err = s.appendEvent(tx, e, true)
+		return err
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("append event %s: %w", e.Type, err)
 	}
 	return e, nil
+}
+
+// appendEvent appends e in tx and, if trim, drops what the retention
+// leaves out.
+func (s *Store) appendEvent(tx *bolt.Tx, e Event, trim bool) (Event, error) {
+	if e.Time.IsZero() {
+		e.Time = s.opts.Clock.Now()
+	}
+	e.Time = e.Time.UTC()
+	keep := uint64(s.opts.EventRetention)
+	b := tx.Bucket(bucketEvents)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return e, err
+	}
+	e.Seq = seq
+	e.ID = s.epoch + "-" + strconv.FormatUint(seq, 10)
+	v, err := json.Marshal(e)
+	if err != nil {
+		return e, err
+	}
+	if err := b.Put(seqKey(seq), v); err != nil {
+		return e, err
+	}
+	// Keys are contiguous from the oldest kept event to seq, so
+	// everything at or below seq-keep goes.
+	if !trim || seq <= keep {
+		return e, nil
+	}
+	meta := tx.Bucket(bucketMeta)
+	cursor := metaUint(meta, keyEventCursor)
+	var drop [][]byte
+	undelivered := uint64(0)
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq-keep; k, _ = c.Next() {
+		drop = append(drop, bytes.Clone(k))
+		if binary.BigEndian.Uint64(k) > cursor {
+			undelivered++
+		}
+	}
+	for _, k := range drop {
+		if err := b.Delete(k); err != nil {
+			return e, err
+		}
+	}
+	if undelivered == 0 {
+		return e, nil
+	}
+	if err := putMetaUint(meta, keyDroppedUnreported, metaUint(meta, keyDroppedUnreported)+undelivered); err != nil {
+		return e, err
+	}
+	return e, putMetaUint(meta, keyDroppedTotal, metaUint(meta, keyDroppedTotal)+undelivered)
+}
+
+// EventCursor is the Seq of the last event the hub acknowledged.
+func (s *Store) EventCursor() (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		seq = metaUint(tx.Bucket(bucketMeta), keyEventCursor)
+		return nil
+	})
+	return seq, err
+}
+
+// SetEventCursor records that the hub acknowledged every event up to seq.
+func (s *Store) SetEventCursor(seq uint64) error {
+	if err := s.update(func(tx *bolt.Tx) error {
+		return putMetaUint(tx.Bucket(bucketMeta), keyEventCursor, seq)
+	}); err != nil {
+		return fmt.Errorf("set event cursor: %w", err)
+	}
+	return nil
+}
+
+// ReportDroppedEvents appends one EventDropped event saying how many
+// events the hub had not acknowledged were dropped since the last report,
+// and resets that count; ok is false when there is nothing to report. The
+// uplink calls it before it sends events, so an outage that overflows the
+// log costs one report when the link returns, not one per drop. The
+// report is not trimmed (the log may hold one event over the retention
+// until the next append): it must not push out an event it would then
+// have to report.
+func (s *Store) ReportDroppedEvents() (e Event, ok bool, err error) {
+	err = s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		n := metaUint(meta, keyDroppedUnreported)
+		if n == 0 {
+			return nil
+		}
+		total := metaUint(meta, keyDroppedTotal)
+		if err := putMetaUint(meta, keyDroppedUnreported, 0); err != nil {
+			return err
+		}
+		e, err = s.appendEvent(tx, Event{Type: EventDropped, Message: fmt.Sprintf(
+			"%d events the hub had not received were dropped, oldest first: the node keeps the last %d (%d dropped in all)",
+			n, s.opts.EventRetention, total)}, false)
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return Event{}, false, fmt.Errorf("report dropped events: %w", err)
+	}
+	return e, ok, nil
+}
+
+// DroppedEvents is how many events the hub had not acknowledged were ever
+// dropped by the retention.
+func (s *Store) DroppedEvents() (uint64, error) {
+	var n uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = metaUint(tx.Bucket(bucketMeta), keyDroppedTotal)
+		return nil
+	})
+	return n, err
+}
+
+// metaUint reads a JSON number from meta; a missing or unreadable one is 0.
+func metaUint(meta *bolt.Bucket, key string) uint64 {
+	var n uint64
+	if v := meta.Get([]byte(key)); v != nil {
+		_ = json.Unmarshal(v, &n)
+	}
+	return n
+}
+
+func putMetaUint(meta *bolt.Bucket, key string, n uint64) error {
+	return meta.Put([]byte(key), strconv.AppendUint(nil, n, 10))
 }
 
 // Events returns up to limit events with Seq greater than afterSeq, oldest

@@ -507,3 +507,65 @@ func TestOpen_RemovesTempFiles(t *testing.T) {
 		t.Errorf("temp file still there after Open: %v", err)
 	}
 }
+
+func TestStore_Events_DropsOfUndeliveredEventsAreCountedAndReported(t *testing.T) {
+	dir := t.TempDir()
+	s := openClean(t, dir, Options{EventRetention: 3})
+	appendN := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := s.AppendEvent(Event{Type: "exited"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendN(2)
+	// The hub acknowledged 1 and 2: dropping them loses nothing.
+	if err := s.SetEventCursor(2); err != nil {
+		t.Fatal(err)
+	}
+	appendN(3) // 1 and 2 go
+	if _, ok, err := s.ReportDroppedEvents(); err != nil || ok {
+		t.Fatalf("report after dropping acknowledged events: ok=%v, %v; want nothing to report", ok, err)
+	}
+	// A long outage: 3..9 are never acknowledged, 3..6 are dropped.
+	appendN(4)
+	assertEventSeqs(t, s, 7, 8, 9)
+	if n, err := s.DroppedEvents(); err != nil || n != 4 {
+		t.Fatalf("DroppedEvents = %d, %v; want 4", n, err)
+	}
+
+	// The count survives a restart of the agent.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openClean(t, dir, Options{EventRetention: 3})
+	if c, err := s.EventCursor(); err != nil || c != 2 {
+		t.Fatalf("EventCursor after reopen = %d, %v; want 2", c, err)
+	}
+	e, ok, err := s.ReportDroppedEvents()
+	if err != nil || !ok {
+		t.Fatalf("ReportDroppedEvents: ok=%v, %v", ok, err)
+	}
+	if e.Type != EventDropped || !strings.HasPrefix(e.Message, "4 events the hub had not received were dropped") {
+		t.Errorf("report = %s: %q", e.Type, e.Message)
+	}
+	// The report is not trimmed: it pushes out no undelivered event.
+	assertEventSeqs(t, s, 7, 8, 9, 10)
+	if n, _ := s.DroppedEvents(); n != 4 {
+		t.Errorf("DroppedEvents = %d, want 4", n)
+	}
+	if _, ok, _ := s.ReportDroppedEvents(); ok {
+		t.Error("a second report with nothing dropped since the first")
+	}
+	// The hub acknowledges everything: dropping acknowledged events adds
+	// nothing to report.
+	if err := s.SetEventCursor(10); err != nil {
+		t.Fatal(err)
+	}
+	appendN(3)
+	assertEventSeqs(t, s, 11, 12, 13)
+	if _, ok, _ := s.ReportDroppedEvents(); ok {
+		t.Error("a report after dropping only acknowledged events")
+	}
+}
