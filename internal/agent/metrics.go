@@ -91,6 +91,7 @@ type metricsSample struct {
 	load                 [3]float64
 	outboxOK             bool
 	outbox               int
+	outboxDropped        uint64
 	link                 string
 	linkUp               bool
 	linkChanges          int64
@@ -121,6 +122,11 @@ func (h hubNode) sample(now time.Time, ws []wire.WorkloadStatus) metricsSample {
 	}
 	if n, err := h.outboxDepth(); err == nil {
 		s.outbox, s.outboxOK = n, true
+	} else {
+		errs = append(errs, err)
+	}
+	if n, err := h.a.store.DroppedEvents(); err == nil {
+		s.outboxDropped = n
 	} else {
 		errs = append(errs, err)
 	}
@@ -255,6 +261,7 @@ func (w *metricsWindow) add(smp metricsSample) {
 	}
 	if smp.outboxOK {
 		n.Outbox, n.OutboxCapacity = smp.outbox, store.DefaultEventRetention
+		n.OutboxDropped = smp.outboxDropped
 	}
 	if smp.link != "" {
 		if n.Link == "" {

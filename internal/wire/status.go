@@ -90,6 +90,10 @@ type NodeMetrics struct {
 	// the oldest.
 	Outbox         int `json:"outbox"`
 	OutboxCapacity int `json:"outboxCapacity"`
+	// OutboxDropped counts the events the node ever dropped, oldest
+	// first, before the hub had them (each drop is also reported by an
+	// events-dropped event).
+	OutboxDropped uint64 `json:"outboxDropped,omitempty"`
 	// Link is the network interface of the default route ("" when the
 	// node has none). LinkUp says whether it was up at every sample of
 	// the window; LinkChanges is its carrier-change counter (link flaps

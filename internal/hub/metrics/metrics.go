@@ -143,6 +143,8 @@ var (
 		"Events stored on the node and not yet acknowledged by the hub, at the summary's last sample.", "node")
 	nodeOutboxCapacity = desc("atoll_node_outbox_capacity_events",
 		"Events the node keeps before it drops the oldest.", "node")
+	nodeOutboxDropped = desc("atoll_node_outbox_dropped_events_total",
+		"Events the node dropped, oldest first, before the hub had them.", "node")
 	nodeLinkUp = desc("atoll_node_link_up",
 		"1 when the interface of the node's default route was up at every sample of the summary window.", "node")
 	nodeLinkChanges = desc("atoll_node_link_changes_total",
@@ -164,7 +166,7 @@ var (
 var descs = []*prometheus.Desc{
 	nodeConnected, nodeLastSeen, nodePlanRevision, nodeAppliedRevision, nodeMetricsTime,
 	nodeMemTotal, nodeMemAvailable, nodeDiskTotal, nodeDiskAvailable, nodeLoad1, nodeLoad5, nodeLoad15,
-	nodeOutbox, nodeOutboxCapacity, nodeLinkUp, nodeLinkChanges,
+	nodeOutbox, nodeOutboxCapacity, nodeOutboxDropped, nodeLinkUp, nodeLinkChanges,
 	workloadRunning, workloadStopped, workloadRestarts, workloadMemory, workloadCPU,
 }
 
@@ -256,6 +258,7 @@ func collectNode(ch chan<- prometheus.Metric, n api.Node, st wire.Status) {
 	if m.Node.OutboxCapacity > 0 {
 		gauge(ch, nodeOutbox, float64(m.Node.Outbox), node)
 		gauge(ch, nodeOutboxCapacity, float64(m.Node.OutboxCapacity), node)
+		counter(ch, nodeOutboxDropped, float64(m.Node.OutboxDropped), node)
 	}
 	if m.Node.Link != "" {
 		gauge(ch, nodeLinkUp, boolean(m.Node.LinkUp), node)

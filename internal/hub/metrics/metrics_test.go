@@ -77,7 +77,8 @@ var allSeries = []string{
 	"atoll_node_disk_total_bytes", "atoll_node_last_seen_seconds", "atoll_node_link_changes_total",
 	"atoll_node_link_up", "atoll_node_load1", "atoll_node_load15", "atoll_node_load5",
 	"atoll_node_memory_available_bytes", "atoll_node_memory_total_bytes", "atoll_node_metrics_timestamp_seconds",
-	"atoll_node_outbox_capacity_events", "atoll_node_outbox_events", "atoll_node_plan_revision",
+	"atoll_node_outbox_capacity_events", "atoll_node_outbox_dropped_events_total", "atoll_node_outbox_events",
+	"atoll_node_plan_revision",
 	"atoll_workload_cpu_seconds_total", "atoll_workload_memory_bytes", "atoll_workload_restarts_total",
 	"atoll_workload_running", "atoll_workload_stopped",
 }
