@@ -77,6 +77,8 @@ func newCluster(t *testing.T, n int) *cluster {
 	c.network = "atoll-e2e-" + c.id
 	c.hubName = "atoll-e2e-" + c.id + "-hub"
 	t.Cleanup(c.cleanup)
+	watchdog := time.AfterFunc(testBudget+*soakFor, c.overrun)
+	t.Cleanup(func() { watchdog.Stop() })
 	c.createNetwork()
 	c.hubURL = "http://" + c.hubIP + ":7070"
 	c.runHub()
@@ -183,6 +185,26 @@ func (n *node) run() {
 	if _, err := n.c.docker(args...); err != nil {
 		n.c.t.Fatal(err)
 	}
+}
+
+// testBudget is how long a scenario may run (the longest takes under a
+// minute) before overrun ends the test binary.
+const testBudget = 8 * time.Minute
+
+// overrun reports a test that ran past its budget and exits: on a timeout
+// go test prints only goroutines, not the running test's log, so the
+// timeline and the hosts' output would be lost.
+func (c *cluster) overrun() {
+	c.mu.Lock()
+	timeline := strings.Join(c.timeline, "\n")
+	c.mu.Unlock()
+	fmt.Fprintf(os.Stderr, "e2e: %s ran past %v; its timeline:\n%s\n", c.t.Name(), testBudget, timeline)
+	for _, name := range append([]string{c.hubName}, c.containerNames()...) {
+		out, _ := exec.Command("docker", "logs", "--tail", "30", name).CombinedOutput()
+		fmt.Fprintf(os.Stderr, "--- last output of %s:\n%s\n", name, out)
+	}
+	removeByLabel(runLabel + "=" + runID)
+	os.Exit(3)
 }
 
 // cleanup removes the cluster's containers and network and stops its
