@@ -76,6 +76,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 10 * time.Second
 	}
+	if cfg.EventRetention <= 0 {
+		cfg.EventRetention = store.DefaultEventRetention
+	}
 	if cfg.LogMaxBytes <= 0 {
 		cfg.LogMaxBytes = 10 << 20
 	}
@@ -114,7 +117,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("agent: create data directory: %w", err)
 	}
-	st, rec, err := store.Open(a.cfg.DataDir, store.Options{})
+	st, rec, err := store.Open(a.cfg.DataDir, store.Options{EventRetention: a.cfg.EventRetention})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

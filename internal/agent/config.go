@@ -35,6 +35,10 @@ type Config struct {
 	// LogMaxBytes is the size at which a workload's log is rotated; default
 	// 10 MiB, three rotated files kept.
 	LogMaxBytes int64
+	// EventRetention is how many events the node keeps (its outbox to
+	// the hub); beyond it the oldest are dropped, and those the hub had not
+	// received are counted and reported. Default store.DefaultEventRetention.
+	EventRetention int
 	// CgroupParent names the cgroup under which workloads get their own;
 	// default "atoll-<name>".
 	CgroupParent string

@@ -31,7 +31,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/manifest"
 	"atoll.dev/atoll/internal/wire"
 )
@@ -92,6 +91,7 @@ type metricsSample struct {
 	outboxOK             bool
 	outbox               int
 	outboxDropped        uint64
+	outboxCapacity       int
 	link                 string
 	linkUp               bool
 	linkChanges          int64
@@ -121,7 +121,7 @@ func (h hubNode) sample(now time.Time, ws []wire.WorkloadStatus) metricsSample {
 		errs = append(errs, err)
 	}
 	if n, err := h.outboxDepth(); err == nil {
-		s.outbox, s.outboxOK = n, true
+		s.outbox, s.outboxOK, s.outboxCapacity = n, true, h.a.cfg.EventRetention
 	} else {
 		errs = append(errs, err)
 	}
@@ -159,7 +159,7 @@ func (h hubNode) outboxDepth() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("outbox: %w", err)
 	}
-	evs, err := h.a.store.Events(cursor, store.DefaultEventRetention)
+	evs, err := h.a.store.Events(cursor, h.a.cfg.EventRetention)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: %w", err)
 	}
@@ -260,7 +260,7 @@ func (w *metricsWindow) add(smp metricsSample) {
 		n.Load1, n.Load5, n.Load15 = smp.load[0], smp.load[1], smp.load[2]
 	}
 	if smp.outboxOK {
-		n.Outbox, n.OutboxCapacity = smp.outbox, store.DefaultEventRetention
+		n.Outbox, n.OutboxCapacity = smp.outbox, smp.outboxCapacity
 		n.OutboxDropped = smp.outboxDropped
 	}
 	if smp.link != "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"atoll.dev/atoll/internal/agent"
+	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/manifest"
 	"atoll.dev/atoll/internal/wire"
 )
@@ -25,6 +26,7 @@ type agentFlags struct {
 	hub       string
 	heartbeat time.Duration
 	docker    string
+	events    int
 }
 
 func newAgentCmd(e *env) *cobra.Command {
@@ -62,6 +64,8 @@ func newAgentCmd(e *env) *cobra.Command {
 		"the Docker engine for container workloads (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	fl.DurationVar(&f.heartbeat, "heartbeat", wire.HeartbeatInterval, "how often a connected agent heartbeats to the hub")
 	fl.StringToStringVar(&f.labels, "labels", nil, "node labels, k=v,...")
+	fl.IntVar(&f.events, "event-retention", store.DefaultEventRetention,
+		"events the node keeps for the hub; beyond, the oldest are dropped, counted and reported")
 	fl.StringVar(&f.memory, "capacity-memory", "", "memory workloads may reserve, e.g. 512Mi (default: all of MemTotal)")
 	fl.StringVar(&f.cpu, "capacity-cpu", "", "CPU workloads may reserve, e.g. 2 or 1500m (default: all cores)")
 	fl.StringVar(&f.pressure, "pressure-threshold", "",
@@ -73,9 +77,12 @@ func newAgentCmd(e *env) *cobra.Command {
 // syntax, so the same "512Mi" means the same thing everywhere.
 func (f *agentFlags) config() (agent.Config, error) {
 	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Labels: f.labels, Hub: f.hub, Heartbeat: f.heartbeat,
-		DockerHost: f.docker}
+		DockerHost: f.docker, EventRetention: f.events}
 	if cfg.DataDir == "" {
 		return cfg, errors.New("--data: must not be empty")
+	}
+	if f.events < 0 {
+		return cfg, fmt.Errorf("--event-retention: %d: must be at least 1 (0: the default, %d)", f.events, store.DefaultEventRetention)
 	}
 	for k := range f.labels {
 		if k == "" {

@@ -35,6 +35,7 @@ func TestAgent_BadFlags(t *testing.T) {
 		{[]string{"--capacity-cpu", "-1"}, "--capacity-cpu"},
 		{[]string{"--pressure-threshold", "1.5"}, "--pressure-threshold"},
 		{[]string{"--labels", "novalue"}, "--labels"},
+		{[]string{"--event-retention", "-5"}, "--event-retention: -5: must be at least 1"},
 	}
 	for _, tt := range tests {
 		args := append([]string{"agent", "--data", t.TempDir()}, tt.args...)
