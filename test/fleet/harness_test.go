@@ -328,17 +328,19 @@ type node struct {
 	f      *fleet
 	name   string
 	dir    string
-	labels string // --labels
+	labels string   // --labels
+	flags  []string // more agent flags
 	proxy  *linkproxy.Proxy
 	local  *client.Local
 	agent  *proc // the current agent; nil while none runs
 }
 
 // addNode prepares a node named prefix-suffix whose link to the hub goes
-// through a new proxy, starts its agent and waits until the hub has it.
-func (f *fleet) addNode(suffix, labels string) *node {
+// through a new proxy, starts its agent (with flags added) and waits until
+// the hub has it.
+func (f *fleet) addNode(suffix, labels string, flags ...string) *node {
 	f.t.Helper()
-	n := &node{f: f, name: f.prefix + "-" + suffix, dir: f.t.TempDir(), labels: labels}
+	n := &node{f: f, name: f.prefix + "-" + suffix, dir: f.t.TempDir(), labels: labels, flags: flags}
 	p, err := linkproxy.Start(f.natsAddr)
 	if err != nil {
 		f.t.Fatal(err)
@@ -372,6 +374,7 @@ func (n *node) start() {
 	if n.labels != "" {
 		args = append(args, "--labels", n.labels)
 	}
+	args = append(args, n.flags...)
 	p := n.f.spawn("agent "+n.name, agentBin, args...)
 	n.agent = p
 	atolltest.WaitFor(n.f.t, readyTimeout, func() error {

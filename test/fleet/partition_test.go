@@ -448,3 +448,86 @@ func TestFleet_LogsThroughHub(t *testing.T) {
 	}
 	f.logf("link restored; logs work again (%s)", since(tRestore))
 }
+
+// TestFleet_OutboxOverflowIsCountedAndReported checks the end of DESIGN
+// invariant 6: when an outage outlasts a node's outbox (--event-retention),
+// the oldest events go first, and the hub learns how many it never got:
+// one events-dropped event with the count, and every kept event once.
+func TestFleet_OutboxOverflowIsCountedAndReported(t *testing.T) {
+	const retention = 10
+	f := newFleet(t)
+	f.startHub()
+	a := f.addNode("a", "", "--event-retention", fmt.Sprint(retention))
+	f.apply([]wl{{name: "app", nodes: []string{a.name}}}, "workload/app created (1 node)")
+	a.waitRunning("app")
+	f.waitSynced(f.begin, a)
+	var delivered uint64
+	f.waitFor(0, func() error {
+		evs, err := f.hubEvents(a.name)
+		if err != nil {
+			return err
+		}
+		if delivered = lastSeq(evs); delivered != lastSeq(a.events()) {
+			return fmt.Errorf("the hub has events up to %d of %s, the node up to %d", delivered, a.name, lastSeq(a.events()))
+		}
+		return nil
+	})
+
+	a.cut()
+	f.logf("link of %s cut with every event delivered (up to %d)", a.name, delivered)
+	// Each restart records events; go on until the outbox overflowed.
+	for restarts := 0; lastSeq(a.events()) < delivered+2*retention; restarts++ {
+		if restarts > 50 {
+			t.Fatalf("50 restarts recorded only %d events", lastSeq(a.events())-delivered)
+		}
+		a.mustCLI("restart", "app")
+	}
+	kept := a.events()
+	if len(kept) != retention || kept[0].Seq <= delivered+1 {
+		t.Fatalf("offline the node keeps %d events from %d; want %d and some dropped", len(kept), kept[0].Seq, retention)
+	}
+	f.logf("offline: events %d..%d recorded, %d..%d kept", delivered+1, lastSeq(kept), kept[0].Seq, lastSeq(kept))
+
+	a.proxy.Restore()
+	// Once the hub has all the node has, every seq after the cut is at
+	// the hub exactly once or was dropped, and one events-dropped event
+	// counts exactly the dropped ones.
+	var report wire.Event
+	f.waitFor(0, func() error {
+		evs, err := f.hubEvents(a.name)
+		if err != nil {
+			return err
+		}
+		if last := lastSeq(a.events()); lastSeq(evs) != last {
+			return fmt.Errorf("the hub has events up to %d, the node up to %d", lastSeq(evs), last)
+		}
+		got := map[uint64]int{}
+		reports := 0
+		for _, e := range evs {
+			got[e.Seq]++
+			if e.Type == "events-dropped" {
+				report = e
+				reports++
+			}
+		}
+		if reports != 1 {
+			return fmt.Errorf("%d events-dropped events at the hub; want 1", reports)
+		}
+		missing := 0
+		for seq := delivered + 1; seq <= lastSeq(evs); seq++ {
+			switch got[seq] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				t.Fatalf("the hub has event %d of %s %d times", seq, a.name, got[seq])
+			}
+		}
+		want := fmt.Sprintf("%d events the hub had not received were dropped", missing)
+		if !strings.HasPrefix(report.Message, want) {
+			t.Fatalf("events-dropped says %q; want it to start %q", report.Message, want)
+		}
+		return nil
+	})
+	f.logf("the hub has every kept event once and one report: %s", report.Message)
+}
