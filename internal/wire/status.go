@@ -47,6 +47,9 @@ type Event struct {
 	Workload string    `json:"workload,omitempty"`
 	Type     string    `json:"type"`
 	Message  string    `json:"message"`
+	// Log holds the last lines of the workload's log for the events that
+	// alert (crash-loop, unhealthy), so the cause travels with the alert.
+	Log string `json:"log,omitempty"`
 }
 
 // Metrics summarises a node's resource use over one window of samples

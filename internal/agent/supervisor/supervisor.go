@@ -13,6 +13,7 @@ import (
 	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/clock"
 	"atoll.dev/atoll/internal/driver"
+	"atoll.dev/atoll/internal/logfile"
 	"atoll.dev/atoll/internal/manifest"
 )
 
@@ -559,7 +560,7 @@ func (s *Supervisor) healthResult(w *workload, inst *instance, ok bool, err erro
 	}
 	w.health = "unhealthy"
 	if last {
-		s.event(w.name, "unhealthy", err.Error())
+		s.alert(w.name, "unhealthy", err.Error())
 		w.reason = err.Error()
 		s.stop(w, "unhealthy")
 	}
@@ -639,6 +640,10 @@ func (s *Supervisor) backoff(w *workload, ranFor time.Duration, why string) {
 	w.restarts++
 	w.reason = fmt.Sprintf("%s; restart %d in %v", why, w.restarts, d)
 	s.event(w.name, "backoff", w.reason)
+	if w.failures == crashLoopAfter {
+		s.alert(w.name, "crash-loop", fmt.Sprintf("crash loop: %d failures in a row, none running %v; last: %s",
+			w.failures, b.resetAfter, w.reason))
+	}
 	t := s.cfg.Clock.NewTimer(d)
 	w.timer = t
 	go func() {
@@ -676,10 +681,33 @@ func describeExit(e driver.Exit) string {
 	return fmt.Sprintf("exited with code %d", e.Code)
 }
 
+// crashLoopAfter is how many failures in a row, each before the backoff's
+// reset time, make a crash loop: its crash-loop event is sent once per
+// loop (a run that lasts ends the loop).
+const crashLoopAfter = 3
+
+// alertLogLines is how many log lines an alerting event carries.
+const alertLogLines = 10
+
 func (s *Supervisor) event(name, typ, msg string) {
+	s.record(store.Event{Time: s.cfg.Clock.Now(), Workload: name, Type: typ, Message: msg})
+}
+
+// alert records an event that calls for attention, with the last lines
+// of the workload's log attached.
+func (s *Supervisor) alert(name, typ, msg string) {
 	e := store.Event{Time: s.cfg.Clock.Now(), Workload: name, Type: typ, Message: msg}
-	if _, err := s.cfg.Store.AppendEvent(e); err != nil {
-		s.cfg.Logger.Error("record event", "workload", name, "type", typ, "err", err)
+	if tail, err := logfile.Tail(LogPath(s.cfg.LogDir, name), alertLogLines); err == nil {
+		e.Log = string(tail)
+	} else {
+		s.cfg.Logger.Debug("log tail for alert", "workload", name, "err", err)
 	}
-	s.cfg.Logger.Info(msg, "workload", name, "event", typ)
+	s.record(e)
+}
+
+func (s *Supervisor) record(e store.Event) {
+	if _, err := s.cfg.Store.AppendEvent(e); err != nil {
+		s.cfg.Logger.Error("record event", "workload", e.Workload, "type", e.Type, "err", err)
+	}
+	s.cfg.Logger.Info(e.Message, "workload", e.Workload, "event", e.Type)
 }

@@ -142,7 +142,7 @@ func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 
 func TestSupervisor_CrashRestartsWithGrowingBackoff(t *testing.T) {
 	h := newHarness(t, nil)
-	w := execW("crasher", 0, "sh", "-c", "exit 3")
+	w := execW("crasher", 0, "sh", "-c", "echo config missing; exit 3")
 	w.Spec.Restart.Backoff = manifest.Backoff{Initial: dur(20 * time.Millisecond), Max: dur(160 * time.Millisecond), ResetAfter: dur(time.Minute)}
 	h.sync(w)
 	atolltest.WaitFor(t, wait, func() error {
@@ -170,6 +170,20 @@ func TestSupervisor_CrashRestartsWithGrowingBackoff(t *testing.T) {
 	if st := h.status("crasher"); st.Restarts < 5 {
 		t.Errorf("restarts = %d, want >= 5", st.Restarts)
 	}
+	// The third failure in a row is a crash loop: one alert, at once,
+	// with the log's last lines.
+	loops := h.events("crasher", "crash-loop")
+	if len(loops) != 1 {
+		t.Fatalf("%d crash-loop events after 6 quick failures, want 1: %+v", len(loops), loops)
+	}
+	if !strings.HasPrefix(loops[0].Message, "crash loop: 3 failures in a row, none running 1m0s; last: exited with code 3") ||
+		loops[0].Log != strings.Repeat("config missing\n", 3) {
+		t.Errorf("crash-loop event: %q, log %q; want 3 failures and 3 log lines", loops[0].Message, loops[0].Log)
+	}
+	if loops[0].Time.Before(backoffs[2].Time) || loops[0].Time.After(starts[3].Time) {
+		t.Errorf("crash-loop at %v, want between the third backoff (%v) and the fourth start (%v)",
+			loops[0].Time, backoffs[2].Time, starts[3].Time)
+	}
 }
 
 func TestSupervisor_BackoffResetsAfterHealthyRun(t *testing.T) {
@@ -188,6 +202,9 @@ func TestSupervisor_BackoffResetsAfterHealthyRun(t *testing.T) {
 		if !strings.HasSuffix(e.Message, "in 30ms") {
 			t.Errorf("backoff %q did not reset to 30ms", e.Message)
 		}
+	}
+	if loops := h.events("flaky", "crash-loop"); len(loops) != 0 {
+		t.Errorf("crash-loop events for a workload that runs past resetAfter each time: %+v", loops)
 	}
 }
 
@@ -238,7 +255,7 @@ func TestSupervisor_FinishedStaysFinishedAcrossAgentRestart(t *testing.T) {
 
 func TestSupervisor_FailingHealthCheckRestarts(t *testing.T) {
 	h := newHarness(t, nil)
-	w := execW("sick", 0, "sleep", "1000")
+	w := execW("sick", 0, "sh", "-c", "echo listening on :8080; exec sleep 1000")
 	w.Spec.Health = &manifest.Health{
 		Exec: &manifest.ExecCheck{Command: []string{"false"}}, Interval: dur(30 * time.Millisecond),
 		Timeout: dur(time.Second), FailureThreshold: 2,
@@ -258,6 +275,9 @@ func TestSupervisor_FailingHealthCheckRestarts(t *testing.T) {
 	ev := h.events("sick", "unhealthy")
 	if len(ev) == 0 || !strings.Contains(ev[0].Message, "health check failed 2 times") {
 		t.Fatalf("unhealthy events: %+v", ev)
+	}
+	if !strings.HasPrefix(ev[0].Log, "listening on :8080\n") {
+		t.Errorf("unhealthy event carries log %q, want the workload's output", ev[0].Log)
 	}
 	atolltest.WaitFor(t, wait, func() error {
 		if alive(first.PID) {
