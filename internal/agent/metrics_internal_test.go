@@ -18,7 +18,7 @@ func smp(sec int, avail, rss int64, cpu float64, up bool) metricsSample {
 	return metricsSample{
 		at: m0.Add(time.Duration(sec) * time.Second), memTotal: 1000, memAvail: avail,
 		diskTotal: 500, diskAvail: 400 - int64(sec), loadOK: true, load: [3]float64{float64(sec), 2, 3},
-		outboxOK: true, outbox: sec, link: "eth0", linkUp: up, linkChanges: int64(sec),
+		outboxOK: true, outbox: sec, outboxCapacity: store.DefaultEventRetention, link: "eth0", linkUp: up, linkChanges: int64(sec),
 		workloads: map[string]wire.WorkloadMetrics{"web": {RSS: rss, CPUSeconds: cpu}},
 	}
 }
