@@ -24,7 +24,8 @@ import (
 )
 
 // Entrypoint is the image's entrypoint; its argument is a testtask
-// behaviour (sleep, exit:N, http:PORT), by default sleep.
+// behaviour (sleep, exit:N, http:PORT), by default sleep, or hup: print
+// "ready", then "hup N" on the Nth SIGHUP, until SIGTERM.
 const Entrypoint = "/task"
 
 // Connect returns a client of the engine at $DOCKER_HOST or the default

@@ -3,12 +3,15 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 
+	"atoll.dev/atoll/internal/atolltest"
 	"atoll.dev/atoll/internal/driver"
 )
 
@@ -138,4 +141,59 @@ func TestDriver_Recover_BadHandle(t *testing.T) {
 			t.Errorf("%s: err = %v, want a decoding error", name, err)
 		}
 	}
+}
+
+// TestDriver_Recover_ResumesLog: output written while no agent ran reaches
+// the log once the container is recovered, and nothing is copied twice.
+func TestDriver_Recover_ResumesLog(t *testing.T) {
+	d1 := newDriver(t)
+	spec := newSpec(t, "talker", "hup")
+	h, st := start(t, d1, spec)
+	hup := func(want string) {
+		t.Helper()
+		if _, err := engine.ContainerKill(context.Background(), st.ID, client.ContainerKillOptions{Signal: "HUP"}); err != nil {
+			t.Fatal(err)
+		}
+		waitEngineLog(t, st.ID, want)
+	}
+	readLog(t, spec.LogPath, "ready")
+	hup("hup 1")
+	readLog(t, spec.LogPath, "hup 1")
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// No agent: the engine keeps these.
+	hup("hup 2")
+	hup("hup 3")
+
+	d2 := newDriverWith(t, d1.cfg)
+	if err := d2.Recover(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	readLog(t, spec.LogPath, "hup 3")
+	hup("hup 4")
+	if got, want := readLog(t, spec.LogPath, "hup 4"), "ready\nhup 1\nhup 2\nhup 3\nhup 4\n"; got != want {
+		t.Errorf("log = %q, want %q", got, want)
+	}
+}
+
+// waitEngineLog waits until the engine has want in the container's output,
+// so a signal's effect is known to have happened.
+func waitEngineLog(t *testing.T, id, want string) {
+	t.Helper()
+	atolltest.WaitFor(t, 10*time.Second, func() error {
+		rc, err := engine.ContainerLogs(context.Background(), id, client.ContainerLogsOptions{ShowStdout: true})
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		var b strings.Builder
+		if _, err := stdcopy.StdCopy(&b, &b, rc); err != nil {
+			return err
+		}
+		if !strings.Contains(b.String(), want) {
+			return fmt.Errorf("engine log lacks %q: %q", want, b.String())
+		}
+		return nil
+	})
 }
