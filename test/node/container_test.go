@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -202,5 +203,47 @@ spec:
 	}
 	if !slices.Equal(info.Runtimes, []string{"exec", "wasm"}) || !strings.HasPrefix(info.UnavailableRuntimes["container"], "no Docker engine at ") {
 		t.Errorf("runtimes %q, unavailable %q", info.Runtimes, info.UnavailableRuntimes)
+	}
+}
+
+// TestNode_Container_RebootWithoutNetwork (invariant 2 for containers):
+// after a "reboot" (agent killed, container gone), an agent with no
+// network starts the container again from the image on the node.
+func TestNode_Container_RebootWithoutNetwork(t *testing.T) {
+	if out, err := exec.Command("unshare", "--net", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace with `unshare --net`: %v %s", err, out)
+	}
+	n, engine, im := containerNode(t)
+	first := n.start()
+	n.apply(n.writeFile(fmt.Sprintf(`apiVersion: atoll.dev/v1
+kind: Workload
+metadata:
+  name: box
+spec:
+  runtime: container
+  container:
+    image: %s
+`, im.Ref)), "workload/box created\n")
+	n.waitFor([]string{"box"}, "running", func(s supervisor.Status) bool { return s.State == supervisor.StateRunning && s.PID > 0 })
+	c1, err := n.container(t, engine, "box")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The reboot: the agent dies, and the engine comes back without the container.
+	n.kill9(first)
+	removeContainers(t, engine, n.dir)
+
+	n.start("unshare", "--net")
+	after := n.waitFor([]string{"box"}, "running", func(s supervisor.Status) bool { return s.State == supervisor.StateRunning && s.PID > 0 })["box"]
+	c2, err := n.container(t, engine, "box")
+	if err != nil || !c2.running || c2.id == c1.id || c2.pid != after.PID {
+		t.Fatalf("container after reboot = %+v, %v; want a new running one (old %s)", c2, err, c1.id)
+	}
+	evs := n.events()
+	for typ, want := range map[string]int{"started": 2, "not-recovered": 1, "adopted": 0} {
+		if got := countEvents(evs, "box", typ); got != want {
+			t.Errorf("box has %d %q events; want %d (events %+v)", got, typ, want, evs)
+		}
 	}
 }
