@@ -137,18 +137,24 @@ func (d *Driver) start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 	if err := d.removeLeftover(ctx, opts.Name); err != nil {
 		return driver.Handle{}, err
 	}
+	out, err := openLog(spec.LogPath)
+	if err != nil {
+		return driver.Handle{}, err
+	}
 	created, err := d.api.ContainerCreate(ctx, opts)
 	if err != nil {
+		out.Close()
 		return driver.Handle{}, fmt.Errorf("create container %s: %w", opts.Name, err)
 	}
 	id := created.ID
 	if _, err := d.api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		out.Close()
 		d.remove(ctx, id)
 		return driver.Handle{}, fmt.Errorf("start container %s: %w", opts.Name, err)
 	}
 	// The engine only streams the output of a started container; "since
 	// the beginning" misses nothing that came before this call.
-	f := d.follow(id, spec.LogPath, "")
+	f := d.follow(id, out, "")
 	d.mu.Lock()
 	d.follows[id] = f
 	d.mu.Unlock()
@@ -221,18 +227,27 @@ func (d *Driver) attach(ctx context.Context, st handleState) (*follower, error) 
 	if err != nil {
 		return nil, err
 	}
+	out, err := openLog(st.LogPath)
+	if err != nil {
+		return nil, err
+	}
 	if !c.State.Running {
 		// It ended while no agent watched: keep its last words, then clear it away.
-		_ = d.copyLogs(ctx, st.ID, st.LogPath, d.readCursor(st.ID), false)
+		lost := ""
+		if err := d.copyLogs(ctx, st.ID, out, d.readCursor(st.ID), false); err != nil {
+			lost = fmt.Sprintf("; its last output was not copied (%v)", err)
+		}
+		out.Close()
 		d.remove(ctx, st.ID)
-		return nil, fmt.Errorf("container %s has exited (code %d): %w", shortID(st.ID), c.State.ExitCode, driver.ErrNotRunning)
+		return nil, fmt.Errorf("container %s has exited (code %d)%s: %w", shortID(st.ID), c.State.ExitCode, lost, driver.ErrNotRunning)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if f := d.follows[st.ID]; f != nil {
+		out.Close()
 		return f, nil
 	}
-	f = d.follow(st.ID, st.LogPath, d.readCursor(st.ID))
+	f = d.follow(st.ID, out, d.readCursor(st.ID))
 	d.follows[st.ID] = f
 	return f, nil
 }

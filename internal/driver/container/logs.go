@@ -28,7 +28,6 @@ const cursorEvery = time.Second
 type follower struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed once the stream has ended and the cursor is stored
-	err    error         // why copying stopped early; written before done is closed
 }
 
 // cursorPath is where the cursor of the named container lives.
@@ -52,33 +51,40 @@ func (d *Driver) readCursor(id string) string {
 	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
 }
 
-// follow starts copying the container's output after since into logPath
-// (discarded when empty), until the container stops or stop is called.
-func (d *Driver) follow(id, logPath, since string) *follower {
+// openLog opens the workload's log file for appending, created with its
+// directory if needed, or /dev/null when logPath is empty.
+func openLog(logPath string) (*os.File, error) {
+	if logPath == "" {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	return f, nil
+}
+
+// follow starts copying the container's output after since into out,
+// which it closes, until the container stops or the follower is cancelled.
+// A stream the engine breaks off ends the copy; the next agent resumes it
+// from the cursor.
+func (d *Driver) follow(id string, out *os.File, since string) *follower {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &follower{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
-		f.err = d.copyLogs(ctx, id, logPath, since, true)
+		defer out.Close()
+		_ = d.copyLogs(ctx, id, out, since, true)
 	}()
 	return f
 }
 
-// copyLogs copies the container's output after since into logPath, and
-// with follow keeps copying until the container stops.
-func (d *Driver) copyLogs(ctx context.Context, id, logPath, since string, follow bool) error {
-	out := io.Discard
-	if logPath != "" {
-		if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
-			return fmt.Errorf("open log: %w", err)
-		}
-		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			return fmt.Errorf("open log: %w", err)
-		}
-		defer f.Close()
-		out = f
-	}
+// copyLogs copies the container's output after since into out, and with
+// follow keeps copying until the container stops.
+func (d *Driver) copyLogs(ctx context.Context, id string, out io.Writer, since string, follow bool) error {
 	stream, err := d.api.ContainerLogs(ctx, id, client.ContainerLogsOptions{
 		ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: follow, Since: since,
 	})
