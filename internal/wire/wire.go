@@ -42,6 +42,9 @@ import (
 //	1: 2026-11-23: optional Status.Metrics (a node's resource summary,
 //	   outside the status digest); no version bump: an older hub ignores
 //	   the field, an older agent leaves it out.
+//	1: 2026-12-06: TelemetryBatch / TelemetryAck on SubjectTelemetry, and
+//	   optional Event.Log; an older hub does not answer telemetry, and the
+//	   agent keeps the records until one does.
 const ProtocolVersion = 1
 
 // Timing of the sync loop.
@@ -159,15 +162,11 @@ type PlanReply struct {
 
 // EncodePlanGzip compresses p for PlanReply.PlanGzip.
 func EncodePlanGzip(p *Plan) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(p); err != nil {
+	b, err := gzipJSON(p)
+	if err != nil {
 		return nil, fmt.Errorf("encode plan: %w", err)
 	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("encode plan: %w", err)
-	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // maxPlanBytes bounds a decompressed plan (a guard against a gzip bomb).
@@ -175,15 +174,34 @@ const maxPlanBytes = 64 << 20
 
 // DecodePlanGzip reverses EncodePlanGzip.
 func DecodePlanGzip(b []byte) (*Plan, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("decode plan: %w", err)
-	}
 	var p Plan
-	if err := json.NewDecoder(io.LimitReader(zr, maxPlanBytes)).Decode(&p); err != nil {
+	if err := gunzipJSON(b, maxPlanBytes, &p); err != nil {
 		return nil, fmt.Errorf("decode plan: %w", err)
 	}
 	return &p, nil
+}
+
+// gzipJSON is v as gzip-compressed JSON.
+func gzipJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(v); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// gunzipJSON decodes gzip-compressed JSON into v, reading at most limit
+// decompressed bytes (a guard against a gzip bomb).
+func gunzipJSON(b []byte, limit int64, v any) error {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	return json.NewDecoder(io.LimitReader(zr, limit)).Decode(v)
 }
 
 // Plan is the materialised desired state of one node.
@@ -288,3 +306,81 @@ type LogsReply struct {
 
 // MaxLogsReply bounds a LogsReply's Data (NATS's default max payload is 1 MiB).
 const MaxLogsReply = 512 << 10
+
+// Application messages (telemetry): workloads publish on the node's local
+// broker; the subjects their manifests declare (spec.forward) are kept in
+// the node's outbox and forwarded to the hub in batches over
+// SubjectTelemetry. The hub stores each record once in TelemetryStream,
+// on TelemetrySubjectPrefix + "<node>." + the record's subject.
+const (
+	// SubjectTelemetry: agent → hub request, a gzip-compressed JSON
+	// TelemetryBatch → TelemetryAck.
+	SubjectTelemetry = "atoll.tm."
+	// TelemetryStream is the JetStream stream holding forwarded records.
+	TelemetryStream = "ATOLL_TELEMETRY"
+	// TelemetrySubjectPrefix starts the subject of every stored record:
+	// atoll.telemetry.<node>.<subject>.
+	TelemetrySubjectPrefix = "atoll.telemetry."
+	// Headers of every stored record: the node, its outbox epoch and the
+	// record's sequence in it, and when the node accepted it (RFC 3339).
+	HeaderNode  = "Atoll-Node"
+	HeaderEpoch = "Atoll-Epoch"
+	HeaderSeq   = "Atoll-Seq"
+	HeaderTime  = "Atoll-Time"
+)
+
+// TelemetryBatch carries records from a node's outbox, oldest first, with
+// consecutive sequence numbers. A batch with no records asks only for the
+// acknowledgement: an agent sends one when it (re)connects, to learn where
+// the hub stands.
+type TelemetryBatch struct {
+	Node string `json:"node"`
+	// Epoch names the node's outbox: sequence numbers count within it. A
+	// node whose outbox was created anew (its data directory lost) has a
+	// new epoch, and its sequence numbers start again from 1.
+	Epoch   string            `json:"epoch"`
+	Records []TelemetryRecord `json:"records,omitempty"`
+}
+
+// TelemetryRecord is one message a workload published.
+type TelemetryRecord struct {
+	Seq     uint64    `json:"seq"`
+	Subject string    `json:"subject"`
+	Time    time.Time `json:"time"`
+	Data    []byte    `json:"data"`
+}
+
+// TelemetryAck says how far the hub holds the node's records. Stored is
+// the highest Seq of Epoch the hub holds, with every Seq below it that was
+// sent; the hub skips records at or below it, so a batch sent again, even
+// days later, is stored once. An Epoch other than the batch's means the hub
+// holds nothing of the batch's epoch yet (Stored is then about that other
+// epoch). Error is set when nothing was stored; the agent sends the batch
+// again later.
+type TelemetryAck struct {
+	Epoch  string `json:"epoch"`
+	Stored uint64 `json:"stored"`
+	Error  string `json:"error,omitempty"`
+}
+
+// EncodeTelemetryBatch is the body of a SubjectTelemetry request.
+func EncodeTelemetryBatch(b TelemetryBatch) ([]byte, error) {
+	body, err := gzipJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode telemetry batch: %w", err)
+	}
+	return body, nil
+}
+
+// MaxTelemetryBatch bounds a batch's uncompressed size, so a hub never
+// inflates a small request into an unbounded one.
+const MaxTelemetryBatch = 4 << 20
+
+// DecodeTelemetryBatch reads a SubjectTelemetry request body.
+func DecodeTelemetryBatch(body []byte) (TelemetryBatch, error) {
+	var b TelemetryBatch
+	if err := gunzipJSON(body, MaxTelemetryBatch, &b); err != nil {
+		return b, fmt.Errorf("telemetry batch: %w", err)
+	}
+	return b, nil
+}
