@@ -102,7 +102,8 @@ type Handle struct {
 type Exit struct {
 	// Code is the exit status; -1 when it is unknown (a recovered process is
 	// not the agent's child, so its status cannot be read) or when the
-	// workload was killed by a signal.
+	// workload was killed by a signal. A container engine reports a
+	// container killed by signal N as 128+N.
 	Code int
 	// Signal names the signal that killed the workload, if any.
 	Signal string
