@@ -47,6 +47,10 @@ type WorkloadSpec struct {
 	Health    *Health   `json:"health,omitempty"`
 	Placement Placement `json:"placement,omitempty"`
 	Requires  Requires  `json:"requires,omitempty"`
+	// Forward lists the subjects (NATS patterns: sensors.>, plant.*.temp)
+	// the workload publishes on the node's local broker that the node
+	// keeps in its outbox and forwards to the hub.
+	Forward []string `json:"forward,omitempty"`
 }
 
 // ExecSpec runs a plain process.

@@ -3,9 +3,12 @@ package manifest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"atoll.dev/atoll/internal/subject"
 )
 
 // Defaults filled in by Normalize.
@@ -107,6 +110,7 @@ func applyDefaults(w *Workload) {
 	s.Placement.NodeSelector = nilIfEmpty(s.Placement.NodeSelector)
 	s.Placement.Nodes = nilIfNone(s.Placement.Nodes)
 	s.Requires.Devices = nilIfNone(s.Requires.Devices)
+	s.Forward = nilIfNone(s.Forward)
 
 	if s.Restart.Policy == "" {
 		s.Restart.Policy = RestartAlways
@@ -225,6 +229,14 @@ func validate(w *Workload, c *collector) {
 	for i, d := range s.Requires.Devices {
 		if d == "" {
 			c.add(index("spec.requires.devices", i), "must not be empty")
+		}
+	}
+	for i, f := range s.Forward {
+		p := index("spec.forward", i)
+		if err := subject.CheckForward(f); err != nil {
+			c.add(p, "%q is not a subject to forward: %v (a NATS subject, tokens separated by dots, \"*\" for one token, a final \">\" for the rest)", f, err)
+		} else if slices.Contains(s.Forward[:i], f) {
+			c.add(p, "%q is listed twice", f)
 		}
 	}
 }
