@@ -1,5 +1,6 @@
-// Package natsembed runs a nats-server inside the hub's process, with
-// JetStream on disk, and hands back its client URL.
+// Package natsembed runs a nats-server inside an atoll process (the hub's
+// transport and store, an agent's local broker), with JetStream on disk,
+// and hands back its client URL.
 package natsembed
 
 import (

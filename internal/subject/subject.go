@@ -45,16 +45,13 @@ func CheckForward(p string) error {
 	}
 	first, _, _ := strings.Cut(p, ".")
 	switch {
-	case p == ">":
-		return errors.New("\">\" would forward everything, including NATS's own traffic; name a subtree such as sensors.>")
+	case first == ">" || first == "*":
+		return errors.New("starts with a wildcard, which would forward NATS's own traffic (replies, $JS) too; name a subtree such as sensors.>")
 	case strings.HasPrefix(first, "$"), first == "_INBOX", first == "atoll":
 		return fmt.Errorf("%q is reserved (for NATS or atoll); choose another first token", first)
 	}
 	return nil
 }
-
-// Matches reports whether pattern matches the literal subject s.
-func Matches(pattern, s string) bool { return Covers(pattern, s) }
 
 // Covers reports whether every subject b matches is also matched by a
 // (both may be patterns).
@@ -76,15 +73,37 @@ func Covers(a, b string) bool {
 	return len(at) == len(bt)
 }
 
-// Minimal returns the patterns, sorted, without duplicates and without
-// any that another one covers: the set a stream can capture without
-// overlapping subjects.
-func Minimal(patterns []string) []string {
+// Capture returns the patterns a stream captures to hold every subject
+// the given ones match, sorted: without duplicates, without any another
+// one covers, and with every two that partly overlap (b.*.c and b.x.*:
+// NATS refuses them in one stream) widened into one that covers both
+// (b.*.*). Patterns with literal first tokens stay so.
+func Capture(patterns []string) []string {
+	out := slices.Clone(patterns)
+	for changed := true; changed; {
+		changed = false
+		out = minimal(out)
+	pairs:
+		for i, a := range out {
+			for _, b := range out[i+1:] {
+				if overlap(a, b) {
+					out = append(out, widen(a, b))
+					changed = true
+					break pairs
+				}
+			}
+		}
+	}
+	return out
+}
+
+// minimal drops duplicates and the patterns another one covers.
+func minimal(patterns []string) []string {
 	var out []string
 	for _, p := range patterns {
 		covered := false
 		for _, q := range patterns {
-			if q != p && Covers(q, p) && !(Covers(p, q) && q > p) {
+			if q != p && Covers(q, p) {
 				covered = true
 				break
 			}
@@ -95,4 +114,41 @@ func Minimal(patterns []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// overlap reports whether some subject matches both a and b.
+func overlap(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; ; i++ {
+		if i == len(at) || i == len(bt) {
+			return len(at) == len(bt)
+		}
+		x, y := at[i], bt[i]
+		switch {
+		case x == ">" || y == ">":
+			return true
+		case x != y && x != "*" && y != "*":
+			return false
+		}
+	}
+}
+
+// widen is the narrowest pattern of this shape covering two overlapping
+// patterns: equal tokens kept, others "*", and ">" from where either
+// has one.
+func widen(a, b string) string {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	var out []string
+	for i := range min(len(at), len(bt)) {
+		x, y := at[i], bt[i]
+		switch {
+		case x == ">" || y == ">":
+			return strings.Join(append(out, ">"), ".")
+		case x == y:
+			out = append(out, x)
+		default:
+			out = append(out, "*")
+		}
+	}
+	return strings.Join(out, ".")
 }

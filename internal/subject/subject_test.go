@@ -38,7 +38,7 @@ func TestCheckForward(t *testing.T) {
 		t.Error(err)
 	}
 	for s, want := range map[string]string{
-		">": "everything", "$JS.API.>": "reserved", "_INBOX.x": "reserved", "atoll.events.x": "reserved", "a..b": "empty token",
+		">": "starts with a wildcard", "*.temp": "starts with a wildcard", "$JS.API.>": "reserved", "_INBOX.x": "reserved", "atoll.events.x": "reserved", "a..b": "empty token",
 	} {
 		if err := subject.CheckForward(s); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckForward(%q) = %v, want it to say %q", s, err, want)
@@ -64,15 +64,21 @@ func TestCovers(t *testing.T) {
 			t.Errorf("Covers(%q, %q) = true", c[0], c[1])
 		}
 	}
-	if !subject.Matches("sensors.*", "sensors.temp") || subject.Matches("sensors.*", "sensors.temp.c") {
-		t.Error("Matches")
-	}
 }
 
-func TestMinimal(t *testing.T) {
-	got := subject.Minimal([]string{"sensors.temp", "sensors.>", "logs.x", "sensors.*", "logs.x", "b.*.c", "b.x.*"})
-	want := []string{"b.*.c", "b.x.*", "logs.x", "sensors.>"}
-	if !slices.Equal(got, want) {
-		t.Errorf("Minimal = %q, want %q", got, want)
+func TestCapture(t *testing.T) {
+	tests := []struct{ in, want []string }{
+		{[]string{"sensors.temp", "sensors.>", "logs.x", "sensors.*", "logs.x"}, []string{"logs.x", "sensors.>"}},
+		{[]string{"b.*.c", "b.x.*"}, []string{"b.*.*"}},
+		{[]string{"b.*.c", "b.x.*", "b.y"}, []string{"b.*.*", "b.y"}},
+		{[]string{"a.*.c.>", "a.b.*"}, []string{"a.*.c.>", "a.b.*"}},
+		{[]string{"a.*.c.>", "a.b.*.d"}, []string{"a.*.*.>"}},
+		{[]string{"a.b", "c.d"}, []string{"a.b", "c.d"}},
+		{nil, nil},
+	}
+	for _, tt := range tests {
+		if got := subject.Capture(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("Capture(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
