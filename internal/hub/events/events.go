@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"atoll.dev/atoll/internal/hub/streamq"
 	"atoll.dev/atoll/internal/wire"
 )
 
@@ -132,120 +133,15 @@ func (q Query) filters() []string {
 
 // Find returns the events q selects, oldest first.
 func (l *Log) Find(ctx context.Context, q Query) ([]wire.Event, error) {
-	if q.Limit <= 0 {
-		return nil, errors.New("find events: limit must be positive")
-	}
-	cfg := jetstream.ConsumerConfig{
-		FilterSubjects:    q.filters(),
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: time.Minute,
-	}
-	if !q.Since.IsZero() {
-		since := q.Since
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cfg.OptStartTime = &since
-	} else {
-		start, err := l.lastN(ctx, cfg.FilterSubjects, uint64(q.Limit))
-		if err != nil {
-			return nil, fmt.Errorf("find events: %w", err)
-		}
-		if start == 0 {
-			return []wire.Event{}, nil
-		}
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = start
-	}
-	out, err := l.read(ctx, cfg, q.Limit)
+	msgs, err := streamq.Read(ctx, l.stream, streamq.Query{Filters: q.filters(), Since: q.Since, Limit: q.Limit})
 	if err != nil {
 		return nil, fmt.Errorf("find events: %w", err)
 	}
-	return out, nil
-}
-
-// read fetches up to limit of the messages cfg selects that are in the
-// stream now (it does not wait for new ones).
-func (l *Log) read(ctx context.Context, cfg jetstream.ConsumerConfig, limit int) ([]wire.Event, error) {
-	c, err := l.stream.CreateConsumer(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer l.deleteConsumer(c)
-	n := min(uint64(limit), c.CachedInfo().NumPending)
-	out := make([]wire.Event, 0, n)
-	for uint64(len(out)) < n {
-		batch, err := c.Fetch(int(n)-len(out), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			out = append(out, decode(m))
-		}
-		if err := batch.Error(); err != nil {
-			return nil, err
-		}
-		if got == 0 {
-			break // the rest aged out meanwhile
-		}
+	out := make([]wire.Event, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, decode(m))
 	}
 	return out, nil
-}
-
-func (l *Log) deleteConsumer(c jetstream.Consumer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// The consumer also goes by itself after InactiveThreshold.
-	_ = l.stream.DeleteConsumer(ctx, c.CachedInfo().Name)
-}
-
-// lastN returns the sequence from which the last n messages matching
-// filters start (0 when there are none), by binary search on the count of
-// matching messages from a sequence on, which the server computes.
-func (l *Log) lastN(ctx context.Context, filters []string, n uint64) (uint64, error) {
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	first, last := info.State.FirstSeq, info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return 0, nil
-	}
-	pending := func(seq uint64) (uint64, error) {
-		c, err := l.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-			FilterSubjects: filters, AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
-			InactiveThreshold: time.Minute,
-			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq,
-		})
-		if err != nil {
-			return 0, err
-		}
-		defer l.deleteConsumer(c)
-		return c.CachedInfo().NumPending, nil
-	}
-	total, err := pending(first)
-	if err != nil || total == 0 {
-		return 0, err
-	}
-	if total <= n {
-		return first, nil
-	}
-	// Invariant: pending(lo) >= n; find the largest such lo.
-	lo, hi := first, last
-	for lo < hi {
-		mid := lo + (hi-lo+1)/2
-		p, err := pending(mid)
-		if err != nil {
-			return 0, err
-		}
-		if p >= n {
-			lo = mid
-		} else {
-			hi = mid - 1
-		}
-	}
-	return lo, nil
 }
 
 // decode reads a stored event; a message that is not one is returned as

@@ -148,11 +148,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		history      uint8
 		set          func(jetstream.KeyValue)
 	}{
-		{BucketWorkloads, "atoll workloads (intent)", 1, func(kv jetstream.KeyValue) { s.Workloads = &Table[Workload]{kv, "workload"} }},
-		{BucketNodes, "atoll nodes", 1, func(kv jetstream.KeyValue) { s.Nodes = &Table[Node]{kv, "node"} }},
-		{BucketPlans, "atoll per-node plans", 8, func(kv jetstream.KeyValue) { s.Plans = &Table[wire.Plan]{kv, "plan"} }},
-		{BucketStatuses, "atoll node statuses", 1, func(kv jetstream.KeyValue) { s.Statuses = &Table[wire.Status]{kv, "status"} }},
-		{BucketCommands, "atoll queued commands", 1, func(kv jetstream.KeyValue) { s.Commands = &Table[Commands]{kv, "commands"} }},
+		{BucketWorkloads, "atoll workloads (intent)", 1, func(kv jetstream.KeyValue) { s.Workloads = NewTable[Workload](kv, "workload") }},
+		{BucketNodes, "atoll nodes", 1, func(kv jetstream.KeyValue) { s.Nodes = NewTable[Node](kv, "node") }},
+		{BucketPlans, "atoll per-node plans", 8, func(kv jetstream.KeyValue) { s.Plans = NewTable[wire.Plan](kv, "plan") }},
+		{BucketStatuses, "atoll node statuses", 1, func(kv jetstream.KeyValue) { s.Statuses = NewTable[wire.Status](kv, "status") }},
+		{BucketCommands, "atoll queued commands", 1, func(kv jetstream.KeyValue) { s.Commands = NewTable[Commands](kv, "commands") }},
 	}
 	for _, tb := range tables {
 		kv, err := open(tb.bucket, tb.desc, tb.history)

@@ -21,6 +21,12 @@ type Table[T any] struct {
 	name string
 }
 
+// NewTable returns a table over kv whose errors call its values name
+// ("workload"). Other hub packages keep their own buckets in tables too.
+func NewTable[T any](kv jetstream.KeyValue, name string) *Table[T] {
+	return &Table[T]{kv: kv, name: name}
+}
+
 // Entry is a value with its key and KV revision (the bucket-wide sequence
 // of the write that stored it, which compare-and-set writes name).
 type Entry[T any] struct {
