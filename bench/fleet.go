@@ -105,6 +105,9 @@ func (n *simNode) SetEventCursor(uint64) error              { return nil }
 func (n *simNode) Logs(string, int) ([]byte, error)         { return nil, nil }
 func (n *simNode) Changed() <-chan struct{}                 { return n.changed }
 func (n *simNode) MissingArtifacts() []string               { return nil }
+func (n *simNode) TelemetryCursor(string) (uint64, error)   { return 0, nil }
+func (n *simNode) SetTelemetryCursor(string, uint64) error  { return nil }
+func (n *simNode) TelemetryDropped(uint64)                  {}
 func (n *simNode) ResumeArtifact(string) (uplink.Download, error) {
 	return nil, errors.New("simulated nodes fetch no artifacts")
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"atoll.dev/atoll/internal/agent/artifact"
+	"atoll.dev/atoll/internal/agent/broker"
 	"atoll.dev/atoll/internal/agent/localapi"
 	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/agent/supervisor"
@@ -42,6 +43,7 @@ type Agent struct {
 	runtimes runtimes      // detected at start
 	changed  chan struct{} // signalled when Status may have changed
 	metrics  *metricsSampler
+	broker   *broker.Broker // nil without Config.Broker
 
 	// mu serialises changes of desired state (local changes, new plans),
 	// so each settles against the whole picture.
@@ -152,7 +154,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.runtimes = runtimes{available: drivers, unavailable: unavailable}
 
+	env := map[string]string{}
+	if a.cfg.Broker != "" {
+		b, err := broker.Start(ctx, broker.Config{DataDir: a.cfg.DataDir, Listen: a.cfg.Broker, MQTTListen: a.cfg.MQTT,
+			MaxBytes: a.cfg.OutboxBytes, Name: a.cfg.Name, Logger: a.log})
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		defer b.Close()
+		a.broker = b
+		env["ATOLL_NATS_URL"] = b.URL()
+		if b.MQTTAddr() != "" {
+			env["ATOLL_MQTT_ADDR"] = b.MQTTAddr()
+		}
+	}
 	sup := supervisor.New(supervisor.Config{
+		Env:               env,
 		Drivers:           drivers,
 		Unavailable:       unavailable,
 		Store:             st,
@@ -178,7 +195,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	go a.rotateLogs(ctx)
 	go a.forwardChanges(ctx)
 	if a.cfg.Hub != "" {
-		a.uplink = uplink.New(uplink.Config{URL: a.cfg.Hub, Node: hubNode{a}, Heartbeat: a.cfg.Heartbeat, Logger: a.log})
+		ucfg := uplink.Config{URL: a.cfg.Hub, Node: hubNode{a}, Heartbeat: a.cfg.Heartbeat, ForwardRate: a.cfg.ForwardRate, Logger: a.log}
+		if a.broker != nil {
+			ucfg.Outbox = a.broker
+		}
+		a.uplink = uplink.New(ucfg)
 		go func() {
 			if err := a.uplink.Run(ctx); err != nil {
 				a.log.Error("uplink stopped", "err", err)
@@ -283,6 +304,10 @@ func (a *Agent) Info() localapi.NodeInfo {
 	}
 	if a.uplink != nil {
 		info.HubConnected = a.uplink.Connected()
+	}
+	if a.broker != nil {
+		info.Broker, info.MQTT = a.broker.URL(), a.broker.MQTTAddr()
+		info.Outbox, _ = a.broker.Pending(context.Background())
 	}
 	return info
 }

@@ -49,6 +49,18 @@ type Config struct {
 	// Hub is the hub's NATS URL (nats://host:4222); empty runs the node on
 	// its own, with local changes as its whole desired state.
 	Hub string
+	// Broker, if set, runs the node's local message broker for its
+	// workloads on this loopback address (127.0.0.1:4223), and MQTT, if
+	// set, beside it (127.0.0.1:1883). Workloads find them in
+	// ATOLL_NATS_URL and ATOLL_MQTT_ADDR.
+	Broker string
+	MQTT   string
+	// OutboxBytes is the disk budget of the messages waiting for the hub;
+	// default broker.DefaultMaxBytes.
+	OutboxBytes int64
+	// ForwardRate bounds what the node forwards to the hub, in bytes of
+	// message data a second; default uplink.DefaultForwardRate.
+	ForwardRate int
 	// Heartbeat overrides the uplink's heartbeat interval (tests, dev).
 	Heartbeat time.Duration
 	// StopWorkloadsOnExit stops every workload when Run returns, as

@@ -133,6 +133,40 @@ func (h hubNode) Events(afterSeq uint64, limit int) ([]wire.Event, error) {
 	return h.a.store.Events(afterSeq, limit)
 }
 
+// keyTelemetryCursor holds the last outbox record the hub holds.
+const keyTelemetryCursor = "telemetry.cursor"
+
+type telemetryCursor struct {
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// TelemetryCursor is the last record of the outbox epoch the hub holds.
+func (h hubNode) TelemetryCursor(epoch string) (uint64, error) {
+	b, err := h.a.store.Value(keyTelemetryCursor)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	var c telemetryCursor
+	if err := json.Unmarshal(b, &c); err != nil || c.Epoch != epoch {
+		return 0, err
+	}
+	return c.Seq, nil
+}
+
+// SetTelemetryCursor records the last record the hub holds.
+func (h hubNode) SetTelemetryCursor(epoch string, seq uint64) error {
+	b, _ := json.Marshal(telemetryCursor{Epoch: epoch, Seq: seq})
+	_, err := h.a.store.PutValue(keyTelemetryCursor, b)
+	return err
+}
+
+// TelemetryDropped reports outbox records dropped before the hub had them.
+func (h hubNode) TelemetryDropped(n uint64) {
+	h.a.event("", "telemetry-dropped", fmt.Sprintf(
+		"%d messages for the hub were dropped, oldest first: the outbox's disk budget (--outbox-bytes) was full", n))
+}
+
 // EventCursor is the last event the hub acknowledged.
 func (h hubNode) EventCursor() (uint64, error) { return h.a.store.EventCursor() }
 

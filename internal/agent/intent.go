@@ -153,9 +153,19 @@ func (a *Agent) converge(ctx context.Context) error {
 	}
 	ws := make([]supervisor.Workload, 0, len(res.Workloads))
 	eff := make(map[string]manifest.Workload, len(res.Workloads))
+	var forward []string
 	for _, w := range res.Workloads {
 		ws = append(ws, supervisor.Workload{Name: w.Metadata.Name, Spec: w.Spec})
 		eff[w.Metadata.Name] = w
+		forward = append(forward, w.Spec.Forward...)
+	}
+	// Capture before the workloads start, so their first messages are
+	// kept. A failure leaves the previous subjects and is retried with the
+	// next change; it does not hold the workloads back.
+	if a.broker != nil {
+		if err := a.broker.SetSubjects(ctx, forward); err != nil {
+			a.log.Error("outbox subjects", "err", err)
+		}
 	}
 	if err := a.sup.Sync(ctx, ws); err != nil {
 		return err

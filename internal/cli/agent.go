@@ -27,6 +27,10 @@ type agentFlags struct {
 	heartbeat time.Duration
 	docker    string
 	events    int
+	broker    string
+	mqtt      string
+	outbox    string
+	rate      string
 }
 
 func newAgentCmd(e *env) *cobra.Command {
@@ -64,6 +68,11 @@ func newAgentCmd(e *env) *cobra.Command {
 		"the Docker engine for container workloads (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	fl.DurationVar(&f.heartbeat, "heartbeat", wire.HeartbeatInterval, "how often a connected agent heartbeats to the hub")
 	fl.StringToStringVar(&f.labels, "labels", nil, "node labels, k=v,...")
+	fl.StringVar(&f.broker, "broker", "",
+		"run the node's message broker for its workloads on this loopback address, e.g. 127.0.0.1:4223 (default: none)")
+	fl.StringVar(&f.mqtt, "mqtt", "", "also serve MQTT on this address, e.g. 127.0.0.1:1883 (needs --broker)")
+	fl.StringVar(&f.outbox, "outbox-bytes", "256Mi", "disk budget of the messages waiting for the hub; beyond, the oldest are dropped, counted and reported")
+	fl.StringVar(&f.rate, "forward-rate", "256Ki", "message data forwarded to the hub per second, at most")
 	fl.IntVar(&f.events, "event-retention", store.DefaultEventRetention,
 		"events the node keeps for the hub; beyond, the oldest are dropped, counted and reported")
 	fl.StringVar(&f.memory, "capacity-memory", "", "memory workloads may reserve, e.g. 512Mi (default: all of MemTotal)")
@@ -81,6 +90,23 @@ func (f *agentFlags) config() (agent.Config, error) {
 	if cfg.DataDir == "" {
 		return cfg, errors.New("--data: must not be empty")
 	}
+	if f.mqtt != "" && f.broker == "" {
+		return cfg, errors.New("--mqtt: needs --broker")
+	}
+	cfg.Broker, cfg.MQTT = f.broker, f.mqtt
+	var err error
+	if f.outbox != "" {
+		if cfg.OutboxBytes, err = parseMemory(f.outbox); err != nil || cfg.OutboxBytes < 1<<20 {
+			return cfg, fmt.Errorf("--outbox-bytes: %q: want a size of at least 1Mi, e.g. 256Mi", f.outbox)
+		}
+	}
+	if f.rate != "" {
+		rate, err := parseMemory(f.rate)
+		if err != nil || rate < 1 {
+			return cfg, fmt.Errorf("--forward-rate: %q: want bytes a second, e.g. 256Ki", f.rate)
+		}
+		cfg.ForwardRate = int(rate)
+	}
 	if f.events < 0 {
 		return cfg, fmt.Errorf("--event-retention: %d: must be at least 1 (0: the default, %d)", f.events, store.DefaultEventRetention)
 	}
@@ -89,7 +115,6 @@ func (f *agentFlags) config() (agent.Config, error) {
 			return cfg, errors.New("--labels: a label has an empty key")
 		}
 	}
-	var err error
 	if f.memory != "" {
 		if cfg.CapacityMemory, err = parseMemory(f.memory); err != nil {
 			return cfg, fmt.Errorf("--capacity-memory: %w", err)

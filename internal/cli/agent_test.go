@@ -36,6 +36,9 @@ func TestAgent_BadFlags(t *testing.T) {
 		{[]string{"--pressure-threshold", "1.5"}, "--pressure-threshold"},
 		{[]string{"--labels", "novalue"}, "--labels"},
 		{[]string{"--event-retention", "-5"}, "--event-retention: -5: must be at least 1"},
+		{[]string{"--mqtt", "127.0.0.1:1883"}, "--mqtt: needs --broker"},
+		{[]string{"--broker", "127.0.0.1:0", "--outbox-bytes", "10k"}, "--outbox-bytes: \"10k\": want a size of at least 1Mi"},
+		{[]string{"--broker", "127.0.0.1:0", "--forward-rate", "fast"}, "--forward-rate: \"fast\""},
 	}
 	for _, tt := range tests {
 		args := append([]string{"agent", "--data", t.TempDir()}, tt.args...)

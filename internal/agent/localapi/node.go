@@ -104,4 +104,10 @@ type NodeInfo struct {
 	// has stored and converged to (0 without a hub).
 	StoredRevision  uint64 `json:"storedRevision,omitempty"`
 	AppliedRevision uint64 `json:"appliedRevision,omitempty"`
+	// Broker and MQTT are where workloads reach the node's local broker
+	// (empty without one); Outbox is how many of their messages wait for
+	// the hub.
+	Broker string `json:"broker,omitempty"`
+	MQTT   string `json:"mqtt,omitempty"`
+	Outbox uint64 `json:"outbox,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 	switch w.spec.Runtime {
 	case manifest.RuntimeExec:
 		e := w.spec.Exec
-		sp.Exec = &driver.ExecConfig{Command: e.Command, Env: e.Env, WorkingDir: e.WorkingDir}
+		sp.Exec = &driver.ExecConfig{Command: e.Command, Env: s.env(e.Env), WorkingDir: e.WorkingDir}
 	case manifest.RuntimeWASM:
 		m := w.spec.WASM
 		path := m.Module
@@ -38,11 +39,11 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 			}
 			path = p
 		}
-		sp.WASM = &driver.WASMConfig{ModulePath: path, Args: m.Args, Env: m.Env}
+		sp.WASM = &driver.WASMConfig{ModulePath: path, Args: m.Args, Env: s.env(m.Env)}
 	case manifest.RuntimeContainer:
 		c := w.spec.Container
 		cc := &driver.ContainerConfig{
-			Image: c.Image, Command: c.Command, Args: c.Args, Env: c.Env,
+			Image: c.Image, Command: c.Command, Args: c.Args, Env: s.env(c.Env),
 			HostNetwork: c.HostNetwork, Devices: c.Devices, Privileged: c.Privileged, User: c.User,
 		}
 		for _, m := range c.Mounts {
@@ -56,6 +57,16 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 		return sp, fmt.Errorf("runtime %s cannot be started by this agent", w.spec.Runtime)
 	}
 	return sp, nil
+}
+
+// env is a workload's environment: Config.Env under its own.
+func (s *Supervisor) env(own map[string]string) map[string]string {
+	if len(s.cfg.Env) == 0 {
+		return own
+	}
+	out := maps.Clone(s.cfg.Env)
+	maps.Copy(out, own)
+	return out
 }
 
 // LogPath is where the log of the named workload lives under logDir.

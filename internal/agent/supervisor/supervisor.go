@@ -37,6 +37,9 @@ type Config struct {
 	LogDir string
 	// Artifacts resolves "sha256:<hex>" module references.
 	Artifacts artifact.Cache
+	// Env is given to every workload, under its own variables (a
+	// workload's own value of a name wins): where the node's broker is.
+	Env map[string]string
 	// Capacity the workloads' declared resources must fit in.
 	CapacityMemory   int64
 	CapacityMilliCPU int64

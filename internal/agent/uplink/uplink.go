@@ -51,6 +51,13 @@ type Node interface {
 	// ResumeArtifact opens the download of an artifact, with what an
 	// earlier, interrupted download of it left.
 	ResumeArtifact(ref string) (Download, error)
+	// TelemetryCursor is the last outbox record of epoch the hub holds (0
+	// for none); SetTelemetryCursor stores a new one.
+	TelemetryCursor(epoch string) (uint64, error)
+	SetTelemetryCursor(epoch string, seq uint64) error
+	// TelemetryDropped records that n outbox records were dropped before
+	// the hub had them.
+	TelemetryDropped(n uint64)
 }
 
 // Download is an artifact arriving chunk by chunk, kept across cuts and
@@ -78,7 +85,13 @@ type Config struct {
 	Heartbeat time.Duration
 	// RequestTimeout bounds each request to the hub; default 5s.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
+	// Outbox holds the workloads' messages for the hub; nil when the node
+	// runs no local broker.
+	Outbox Outbox
+	// ForwardRate bounds the telemetry forwarded, in bytes of record data
+	// per second; default DefaultForwardRate.
+	ForwardRate int
+	Logger      *slog.Logger
 }
 
 // Uplink is a running link. Create with New and call Run.
@@ -86,6 +99,8 @@ type Uplink struct {
 	cfg    Config
 	name   string
 	notify chan struct{}
+	// forward wakes the telemetry forwarder (forward.go).
+	forward chan struct{}
 	// fetch wakes the artifact fetcher, which copies artifacts beside the
 	// sync loop, over a connection of its own, so a long download never
 	// holds back a heartbeat.
@@ -95,6 +110,7 @@ type Uplink struct {
 	connected bool     // guarded by mu
 	done      []string // commands carried out, not yet acknowledged; guarded by mu
 	sentHello bool     // since the last (re)connect; guarded by mu
+	conns     uint64   // (re)connects so far; guarded by mu
 	healthy   bool     // the last heartbeat round succeeded; guarded by mu
 	// stalls counts consecutive heartbeat rounds that timed out; after
 	// maxStalls the connection is redialled rather than left to the
@@ -121,7 +137,10 @@ func New(cfg Config) *Uplink {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), fetch: make(chan struct{}, 1), acked: map[string]bool{}}
+	if cfg.ForwardRate <= 0 {
+		cfg.ForwardRate = DefaultForwardRate
+	}
+	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), fetch: make(chan struct{}, 1), forward: make(chan struct{}, 1), acked: map[string]bool{}}
 }
 
 // Connected reports whether the link to the hub is up.
@@ -164,9 +183,12 @@ func (u *Uplink) Run(ctx context.Context) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	var fetcher sync.WaitGroup
-	fetcher.Go(func() { u.fetchLoop(ctx) })
-	defer fetcher.Wait()
+	var workers sync.WaitGroup
+	workers.Go(func() { u.fetchLoop(ctx) })
+	if u.cfg.Outbox != nil {
+		workers.Go(func() { u.forwardLoop(ctx, nc) })
+	}
+	defer workers.Wait()
 	defer cancel()
 	defer func() {
 		for _, s := range subs {
@@ -241,10 +263,12 @@ func (u *Uplink) setConnected(up bool) {
 	u.connected = up
 	if up {
 		u.sentHello = false
+		u.conns++
 	}
 	u.mu.Unlock()
 	if up {
 		u.poke()
+		u.pokeForward()
 	}
 }
 
@@ -526,6 +550,11 @@ func (u *Uplink) requestWithin(ctx context.Context, nc *nats.Conn, timeout time.
 	if err != nil {
 		return err
 	}
+	return u.requestBody(ctx, nc, timeout, subject, b, reply)
+}
+
+// requestBody sends body as is and decodes the JSON reply.
+func (u *Uplink) requestBody(ctx context.Context, nc *nats.Conn, timeout time.Duration, subject string, b []byte, reply any) error {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(rctx, subject+u.name, b)
