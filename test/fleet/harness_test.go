@@ -564,6 +564,7 @@ type wl struct {
 	env      map[string]string
 	nodes    []string          // spec.placement.nodes
 	selector map[string]string // spec.placement.nodeSelector
+	forward  []string          // spec.forward
 }
 
 func jsonText(v any) string {
@@ -591,6 +592,9 @@ func (f *fleet) manifest(ws ...wl) string {
 		}
 		fmt.Fprintf(&b, "---\napiVersion: atoll.dev/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n", w.name)
 		fmt.Fprintf(&b, "  runtime: exec\n  exec:\n    command: %s\n    env: %s\n", jsonText([]string{"sh", "-c", script}), jsonText(env))
+		if len(w.forward) > 0 {
+			fmt.Fprintf(&b, "  forward: %s\n", jsonText(w.forward))
+		}
 		if len(w.nodes) > 0 || len(w.selector) > 0 {
 			b.WriteString("  placement:\n")
 			if len(w.nodes) > 0 {

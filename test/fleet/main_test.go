@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"atoll.dev/atoll/internal/atolltest/atollbin"
+	"atoll.dev/atoll/internal/atolltest/testtask"
 )
 
 var (
@@ -34,6 +35,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testtask.Run() // when the binary runs as a workload
 	os.Exit(runMain(m))
 }
 
