@@ -64,6 +64,7 @@ func newRoot(e *env) *cobra.Command {
 		newNodeCmd(e),
 		newVersionCmd(e),
 		newDevCmd(e),
+		newPublishCmd(e),
 	)
 	root.AddCommand(fleetCmds(e)...)
 	return root
