@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"atoll.dev/atoll/internal/hub"
+	"atoll.dev/atoll/internal/hub/telemetry"
 	"atoll.dev/atoll/internal/wire"
 )
 
@@ -40,6 +41,8 @@ func newHubCmd(e *env) *cobra.Command {
 	fl.StringVar(&cfg.Listen, "listen", hub.DefaultListen, "address of the HTTP API")
 	fl.StringVar(&cfg.NATSListen, "nats-listen", hub.DefaultNATSListen, "address of the embedded NATS, for agents")
 	fl.StringVar(&cfg.NATSURL, "nats", "", "URL of an external NATS with JetStream to use instead of the embedded one")
+	fl.DurationVar(&cfg.TelemetryMaxAge, "telemetry-max-age", telemetry.DefaultMaxAge, "how long forwarded telemetry is kept")
+	fl.Int64Var(&cfg.TelemetryMaxBytes, "telemetry-max-bytes", telemetry.DefaultMaxBytes, "bytes of forwarded telemetry kept; the oldest records go first")
 	fl.DurationVar(&cfg.NodeTimeout, "node-timeout", wire.DisconnectedAfter, "silence after which a node shows disconnected (never failed; nothing is evicted)")
 	return cmd
 }

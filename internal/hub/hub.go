@@ -1,7 +1,7 @@
 // Package hub wires the hub together: NATS (embedded with JetStream on
-// disk, or external), the intent store, the event stream, the controller,
-// the agents' protocol over NATS and the HTTP API. It holds no logic of
-// its own; package control does the work.
+// disk, or external), the intent store, the event and telemetry streams,
+// the controller, the agents' protocol over NATS and the HTTP API. It
+// holds no logic of its own; package control does the work.
 package hub
 
 import (
@@ -30,6 +30,7 @@ import (
 	"atoll.dev/atoll/internal/hub/intent"
 	"atoll.dev/atoll/internal/hub/metrics"
 	"atoll.dev/atoll/internal/hub/nodesync"
+	"atoll.dev/atoll/internal/hub/telemetry"
 	"atoll.dev/atoll/internal/natsembed"
 )
 
@@ -71,6 +72,11 @@ type Config struct {
 	// Replicas is how many copies a clustered JetStream keeps of the
 	// store and the event stream; 0 means 1.
 	Replicas int
+	// TelemetryMaxAge and TelemetryMaxBytes bound the telemetry stream
+	// (the oldest records go first); 0 means telemetry.DefaultMaxAge (7
+	// days) and telemetry.DefaultMaxBytes (1 GiB).
+	TelemetryMaxAge   time.Duration
+	TelemetryMaxBytes int64
 	// NodeTimeout is how long a node may stay silent before the hub shows
 	// it disconnected; 0 means wire.DisconnectedAfter (30 s).
 	NodeTimeout time.Duration
@@ -217,7 +223,7 @@ func (h *Hub) startNATS() (*natsembed.Server, error) {
 	return ns, nil
 }
 
-// controller opens the store and the event stream and starts the
+// controller opens the store and the event and telemetry streams and starts the
 // controller over them; it returns the store too, which the metrics read.
 func (h *Hub) controller(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*control.Controller, *intent.Store, error) {
 	store, err := intent.Open(ctx, js, intent.Config{Replicas: h.cfg.Replicas})
@@ -225,6 +231,12 @@ func (h *Hub) controller(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 		return nil, nil, err
 	}
 	evlog, err := events.Open(ctx, js, events.Config{Replicas: h.cfg.Replicas})
+	if err != nil {
+		return nil, nil, err
+	}
+	tm, err := telemetry.Open(ctx, js, telemetry.Config{
+		Replicas: h.cfg.Replicas, MaxAge: h.cfg.TelemetryMaxAge, MaxBytes: h.cfg.TelemetryMaxBytes,
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -237,7 +249,7 @@ func (h *Hub) controller(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 		return nil, nil, err
 	}
 	ctl := control.New(control.Config{
-		Store: store, Fleet: fleet.New(h.cfg.Clock, h.cfg.NodeTimeout), Events: evlog, Artifacts: arts, Link: nodesync.NewLink(nc),
+		Store: store, Fleet: fleet.New(h.cfg.Clock, h.cfg.NodeTimeout), Events: evlog, Artifacts: arts, Telemetry: tm, Link: nodesync.NewLink(nc),
 		Clock: h.cfg.Clock, HLC: hlc.New(h.cfg.Clock, last), Logger: h.log.With("component", "control"),
 	})
 	if err := ctl.Start(ctx); err != nil {

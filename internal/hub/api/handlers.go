@@ -181,9 +181,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	eq := EventQuery{Node: q.Get("node"), Limit: DefaultEventLimit}
-	if eq.Node != "" && !isDNSLabel(eq.Node) {
-		httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("node=%q: not a valid node name (a DNS label)", eq.Node))
+	eq := EventQuery{Node: q.Get("node")}
+	if !nodeParam(w, eq.Node) {
 		return
 	}
 	if v := q.Get("since"); v != "" {
@@ -194,13 +193,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		eq.Since = t
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxEventLimit {
-			httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit=%q: want a whole number from 1 to %d", v, MaxEventLimit))
-			return
-		}
-		eq.Limit = n
+	if eq.Limit, ok = limitParam(w, q, DefaultEventLimit, MaxEventLimit); !ok {
+		return
 	}
 	evs, err := s.b.Events(r.Context(), eq)
 	if err != nil {
@@ -208,6 +202,59 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.WriteJSON(w, http.StatusOK, nonNil(evs))
+}
+
+func (s *server) telemetry(w http.ResponseWriter, r *http.Request) {
+	q, ok := query(w, r, "node", "subject", "after", "limit")
+	if !ok {
+		return
+	}
+	tq := TelemetryQuery{Node: q.Get("node"), Subject: q.Get("subject")}
+	if !nodeParam(w, tq.Node) {
+		return
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("after=%q: want a stream sequence, a whole number from 0", v))
+			return
+		}
+		tq.After = &n
+	}
+	if tq.Limit, ok = limitParam(w, q, DefaultTelemetryLimit, MaxTelemetryLimit); !ok {
+		return
+	}
+	recs, err := s.b.Telemetry(r.Context(), tq)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.WriteJSON(w, http.StatusOK, nonNil(recs))
+}
+
+// nodeParam checks a node= parameter (empty: every node); it answers 400
+// and returns false when it is not a node name.
+func nodeParam(w http.ResponseWriter, node string) bool {
+	if node != "" && !isDNSLabel(node) {
+		httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("node=%q: not a valid node name (a DNS label)", node))
+		return false
+	}
+	return true
+}
+
+// limitParam reads limit= (def when absent); it answers 400 and returns
+// false when it is not from 1 to max.
+func limitParam(w http.ResponseWriter, q url.Values, def, max int) (int, bool) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		httpjson.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit=%q: want a whole number from 1 to %d", v, max))
+		return 0, false
+	}
+	return n, true
 }
 
 // query parses the query string, answering 400 for a malformed one, a

@@ -29,6 +29,9 @@ const (
 	// DefaultEventLimit and MaxEventLimit bound GET /v1/events.
 	DefaultEventLimit = 100
 	MaxEventLimit     = 1000
+	// DefaultTelemetryLimit and MaxTelemetryLimit bound GET /v1/telemetry.
+	DefaultTelemetryLimit = 100
+	MaxTelemetryLimit     = 1000
 	// MaxTail bounds the tail parameter of the logs endpoint.
 	MaxTail = 100000
 	// MaxArtifactBody bounds an artifact upload.
@@ -58,6 +61,8 @@ type Backend interface {
 	Nodes(ctx context.Context) ([]Node, error)
 	Node(ctx context.Context, name string) (Node, error)
 	Events(ctx context.Context, q EventQuery) ([]wire.Event, error)
+	// Telemetry returns an ErrInvalid error for a malformed subject.
+	Telemetry(ctx context.Context, q TelemetryQuery) ([]TelemetryRecord, error)
 	Logs(ctx context.Context, node, workload string, tail int) ([]byte, error)
 	// Restart returns created=false when the idempotency key named a
 	// command queued before.
@@ -113,6 +118,7 @@ func NewHandler(b Backend, log *slog.Logger, opts ...Option) http.Handler {
 	mux.Handle("/v1/nodes/{node}/workloads/{action}", httpjson.Methods{http.MethodPost: s.action})
 	mux.Handle("/v1/nodes/{node}/workloads/{name}/logs", httpjson.Methods{http.MethodGet: s.logs})
 	mux.Handle("/v1/events", httpjson.Methods{http.MethodGet: s.events})
+	mux.Handle("/v1/telemetry", httpjson.Methods{http.MethodGet: s.telemetry})
 	mux.Handle("/v1/artifacts/{ref}", httpjson.Methods{http.MethodPut: s.putArtifact})
 	for _, o := range opts {
 		o(mux)

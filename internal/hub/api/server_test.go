@@ -22,6 +22,7 @@ type fake struct {
 	created bool
 	calls   []string
 	query   api.EventQuery
+	tmQuery api.TelemetryQuery
 	req     api.CommandRequest
 	tail    int
 	sources []string
@@ -47,6 +48,10 @@ func (f *fake) Node(_ context.Context, n string) (api.Node, error) {
 func (f *fake) Events(_ context.Context, q api.EventQuery) ([]wire.Event, error) {
 	f.query = q
 	return nil, f.call("events")
+}
+func (f *fake) Telemetry(_ context.Context, q api.TelemetryQuery) ([]api.TelemetryRecord, error) {
+	f.tmQuery = q
+	return nil, f.call("telemetry")
 }
 func (f *fake) Logs(_ context.Context, node, w string, tail int) ([]byte, error) {
 	f.tail = tail
@@ -173,5 +178,41 @@ func TestServer_PutArtifact(t *testing.T) {
 	resp, body = serve(t, &fake{}, "PUT", "/v1/artifacts/sha256:abc", big)
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "larger than") {
 		t.Fatalf("oversized put = %d %s, want 413", resp.StatusCode, body)
+	}
+}
+
+func TestServer_Telemetry(t *testing.T) {
+	f := &fake{}
+	resp, body := serve(t, f, "GET", "/v1/telemetry?node=n1&subject=sensors.>&after=0&limit=7", "")
+	q := f.tmQuery
+	if resp.StatusCode != 200 || strings.TrimSpace(body) != "[]" || q.Node != "n1" || q.Subject != "sensors.>" ||
+		q.After == nil || *q.After != 0 || q.Limit != 7 {
+		t.Fatalf("telemetry = %d %s, query %+v", resp.StatusCode, body, q)
+	}
+	f = &fake{}
+	serve(t, f, "GET", "/v1/telemetry", "")
+	if q := f.tmQuery; q.Limit != api.DefaultTelemetryLimit || q.After != nil || q.Node != "" || q.Subject != "" {
+		t.Fatalf("default query = %+v", q)
+	}
+	for _, tc := range []struct{ query, msg string }{
+		{"limit=0", `limit=\"0\": want a whole number from 1 to 1000`},
+		{"limit=1001", "from 1 to 1000"},
+		{"limit=ten", "from 1 to 1000"},
+		{"after=-1", `after=\"-1\": want a stream sequence`},
+		{"node=N1", `node=\"N1\": not a valid node name`},
+		{"nodes=n1", `query parameter \"nodes\": unknown (known: node, subject, after, limit)`},
+		{"limit=1&limit=2", "given 2 times"},
+	} {
+		f := &fake{}
+		resp, body := serve(t, f, "GET", "/v1/telemetry?"+tc.query, "")
+		var er api.ErrorResponse
+		if resp.StatusCode != 400 || json.Unmarshal([]byte(body), &er) != nil || !strings.Contains(body, tc.msg) || len(f.calls) != 0 {
+			t.Errorf("?%s = %d %s, calls %v; want 400 with %s", tc.query, resp.StatusCode, body, f.calls, tc.msg)
+		}
+	}
+	// The backend's verdict on a subject pattern is a 400 too.
+	resp, body = serve(t, &fake{err: api.Errorf(api.ErrInvalid, "invalid telemetry query: subject %q has an empty token", "a..b")}, "GET", "/v1/telemetry?subject=a..b", "")
+	if resp.StatusCode != 400 || !strings.Contains(body, "empty token") {
+		t.Fatalf("bad subject = %d %s", resp.StatusCode, body)
 	}
 }

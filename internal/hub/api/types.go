@@ -12,6 +12,7 @@
 //	GET    /v1/nodes                        → []Node
 //	GET    /v1/nodes/{name}                 → Node (with Instances and Overrides)
 //	GET    /v1/events?node=N&since=RFC3339&limit=L → []wire.Event (oldest first)
+//	GET    /v1/telemetry?node=N&subject=S&after=SEQ&limit=L → []TelemetryRecord (oldest first)
 //	GET    /v1/nodes/{node}/workloads/{name}/logs?tail=N → text/plain
 //	POST   /v1/nodes/{node}/workloads/{name}:restart  CommandRequest → Command (202)
 //	GET    /v1/nodes/{node}/commands        → []Command
@@ -121,3 +122,36 @@ type ErrorResponse = httpjson.ErrorResponse
 
 // FieldError is one problem in one workload of an apply request.
 type FieldError = httpjson.FieldError
+
+// TelemetryQuery selects records for GET /v1/telemetry.
+type TelemetryQuery struct {
+	// Node is empty for every node.
+	Node string
+	// Subject is a subject or a pattern ("sensors.>"); empty for every
+	// subject.
+	Subject string
+	// After, when set, selects the records stored after that stream
+	// sequence (TelemetryRecord.StreamSeq), the first Limit of them; nil
+	// selects the latest Limit records.
+	After *uint64
+	Limit int
+}
+
+// TelemetryRecord is one record a node forwarded, as the hub stores it.
+type TelemetryRecord struct {
+	Node string `json:"node"`
+	// Subject is the subject the workload published on.
+	Subject string `json:"subject"`
+	// Epoch and Seq identify the record in the node's outbox.
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+	// Time is when the node accepted the record.
+	Time time.Time `json:"time"`
+	// Data is the message as published (base64 in JSON); Text is the same
+	// when it is valid UTF-8, absent otherwise (and when Data is empty).
+	Data []byte `json:"data"`
+	Text string `json:"text,omitempty"`
+	// StreamSeq is the record's sequence in the hub's stream: the cursor
+	// for after=.
+	StreamSeq uint64 `json:"streamSeq"`
+}

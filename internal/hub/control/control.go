@@ -68,6 +68,8 @@ type Config struct {
 	Fleet     *fleet.Fleet
 	Events    EventLog
 	Artifacts Artifacts
+	// Telemetry is the telemetry stream; nil refuses telemetry.
+	Telemetry TelemetryLog
 	Link      Link
 	Clock     clock.Clock
 	// HLC stamps spec changes and plans; it must start after the store's
@@ -86,6 +88,7 @@ type Controller struct {
 	fleet       *fleet.Fleet
 	events      EventLog
 	artifacts   Artifacts
+	telemetry   TelemetryLog
 	link        Link
 	clock       clock.Clock
 	hlc         *hlc.Clock
@@ -96,7 +99,7 @@ type Controller struct {
 // New returns a controller over cfg.
 func New(cfg Config) *Controller {
 	c := &Controller{
-		store: cfg.Store, fleet: cfg.Fleet, events: cfg.Events, artifacts: cfg.Artifacts, link: cfg.Link,
+		store: cfg.Store, fleet: cfg.Fleet, events: cfg.Events, artifacts: cfg.Artifacts, telemetry: cfg.Telemetry, link: cfg.Link,
 		clock: cfg.Clock, hlc: cfg.HLC, log: cfg.Logger, logsTimeout: cfg.LogsTimeout,
 	}
 	if c.log == nil {

@@ -86,6 +86,24 @@ func (a *Agent) Request(subject string, v, out any) {
 	}
 }
 
+// Forward sends a telemetry batch and returns the hub's acknowledgement.
+func (a *Agent) Forward(b wire.TelemetryBatch) wire.TelemetryAck {
+	a.t.Helper()
+	body, err := wire.EncodeTelemetryBatch(b)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	m, err := a.nc.Request(wire.SubjectTelemetry+a.Name, body, 10*time.Second)
+	if err != nil {
+		a.t.Fatalf("agent %s: forward: %v", a.Name, err)
+	}
+	var ack wire.TelemetryAck
+	if err := json.Unmarshal(m.Data, &ack); err != nil {
+		a.t.Fatalf("agent %s: telemetry ack: %v", a.Name, err)
+	}
+	return ack
+}
+
 // HelloMsg is the Hello the agent sends.
 func (a *Agent) HelloMsg() wire.Hello {
 	return wire.Hello{ProtocolVersion: a.Protocol, Node: a.Name, Labels: a.Labels,

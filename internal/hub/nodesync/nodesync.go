@@ -1,7 +1,7 @@
 // Package nodesync is the hub's NATS side of the wire protocol: it answers
 // the agents' requests (Hello, Heartbeat, PlanRequest) and takes in their
 // statuses, in the queue group QueueGroup so that several hubs on one NATS
-// share the work; it reaches agents (Notify, logs requests); and it tells
+// share the work; it stores the telemetry they forward; it reaches agents (Notify, logs requests); and it tells
 // the other hubs about the contacts it handled, so that every hub's view of
 // the fleet is fresh.
 //
@@ -48,6 +48,7 @@ type Handler interface {
 	Heartbeat(ctx context.Context, hb wire.Heartbeat) wire.HeartbeatReply
 	Plan(ctx context.Context, req wire.PlanRequest) wire.PlanReply
 	Status(ctx context.Context, st wire.Status)
+	StoreTelemetry(ctx context.Context, b wire.TelemetryBatch) wire.TelemetryAck
 	ObserveSeen(node string, s fleet.Session)
 }
 
@@ -65,6 +66,11 @@ type Config struct {
 	// MaxInFlight bounds the messages handled at once; more wait in NATS's
 	// buffers. 0 means DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxTelemetryInFlight bounds the telemetry batches among them, so
+	// that a fleet forwarding a backlog cannot delay heartbeats; more
+	// batches wait in their own subscription's buffer. 0 means a quarter
+	// of MaxInFlight (at least 1).
+	MaxTelemetryInFlight int
 	// Timeout bounds the handling of one message; 0 means DefaultTimeout.
 	Timeout time.Duration
 }
@@ -75,6 +81,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	sem    chan struct{}
+	tmSem  chan struct{} // taken before sem by telemetry batches
 	wg     sync.WaitGroup
 	subs   []*nats.Subscription
 }
@@ -87,24 +94,30 @@ func Serve(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxTelemetryInFlight <= 0 {
+		cfg.MaxTelemetryInFlight = max(cfg.MaxInFlight/4, 1)
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxInFlight),
+		tmSem: make(chan struct{}, cfg.MaxTelemetryInFlight)}
 	subs := []struct {
 		prefix string
 		queue  bool
+		share  chan struct{} // a semaphore taken before MaxInFlight's; nil for none
 		f      func(context.Context, string, *nats.Msg)
 	}{
-		{wire.SubjectHello, true, s.hello},
-		{wire.SubjectHeartbeat, true, s.heartbeat},
-		{wire.SubjectPlan, true, s.plan},
-		{wire.SubjectStatus, true, s.status},
-		{SubjectSeen, false, s.seen},
+		{wire.SubjectHello, true, nil, s.hello},
+		{wire.SubjectHeartbeat, true, nil, s.heartbeat},
+		{wire.SubjectPlan, true, nil, s.plan},
+		{wire.SubjectStatus, true, nil, s.status},
+		{wire.SubjectTelemetry, true, s.tmSem, s.telemetry},
+		{SubjectSeen, false, nil, s.seen},
 	}
 	for _, sub := range subs {
-		h := s.dispatch(sub.prefix, sub.f)
+		h := s.dispatch(sub.prefix, sub.share, sub.f)
 		var (
 			ns  *nats.Subscription
 			err error
@@ -138,21 +151,38 @@ func (s *Server) Stop() {
 }
 
 // dispatch validates the subject's node token and handles the message in
-// a goroutine of its own, at most MaxInFlight at once.
-func (s *Server) dispatch(prefix string, f func(context.Context, string, *nats.Msg)) nats.MsgHandler {
+// a goroutine of its own, at most MaxInFlight at once, and at most share's
+// capacity at once when share is not nil. Waiting for a slot blocks only
+// this subscription's delivery.
+func (s *Server) dispatch(prefix string, share chan struct{}, f func(context.Context, string, *nats.Msg)) nats.MsgHandler {
 	return func(m *nats.Msg) {
 		node := strings.TrimPrefix(m.Subject, prefix)
 		if !isDNSLabel(node) {
 			s.cfg.Logger.Warn("message for an invalid node name dropped", "subject", m.Subject)
 			return
 		}
+		if share != nil {
+			select {
+			case share <- struct{}{}:
+			case <-s.ctx.Done():
+				return
+			}
+		}
 		select {
 		case s.sem <- struct{}{}:
 		case <-s.ctx.Done():
+			if share != nil {
+				<-share
+			}
 			return
 		}
 		s.wg.Go(func() {
-			defer func() { <-s.sem }()
+			defer func() {
+				<-s.sem
+				if share != nil {
+					<-share
+				}
+			}()
 			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 			defer cancel()
 			f(ctx, node, m)
@@ -176,6 +206,12 @@ func decode(m *nats.Msg, node string, v any, bodyNode *string) error {
 	if err := json.Unmarshal(m.Data, v); err != nil {
 		return fmt.Errorf("decode %s: %w", m.Subject, err)
 	}
+	return sameNode(node, bodyNode)
+}
+
+// sameNode checks that the node a body names (set when empty) is node,
+// the subject's.
+func sameNode(node string, bodyNode *string) error {
 	if *bodyNode == "" {
 		*bodyNode = node
 	}
@@ -219,6 +255,18 @@ func (s *Server) status(ctx context.Context, node string, m *nats.Msg) {
 		return
 	}
 	s.cfg.Handler.Status(ctx, st)
+}
+
+func (s *Server) telemetry(ctx context.Context, node string, m *nats.Msg) {
+	b, err := wire.DecodeTelemetryBatch(m.Data)
+	if err == nil {
+		err = sameNode(node, &b.Node)
+	}
+	if err != nil {
+		s.respond(m, wire.TelemetryAck{Error: err.Error()})
+		return
+	}
+	s.respond(m, s.cfg.Handler.StoreTelemetry(ctx, b))
 }
 
 func (s *Server) seen(_ context.Context, node string, m *nats.Msg) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,11 @@ type handler struct {
 	hellos   []wire.Hello
 	statuses []wire.Status
 	seen     map[string]fleet.Session
+	batches  []wire.TelemetryBatch
+	// hold, when set, keeps StoreTelemetry waiting until it is closed;
+	// storing counts the calls waiting, most the largest count seen.
+	hold          chan struct{}
+	storing, most int
 }
 
 func (h *handler) Hello(_ context.Context, m wire.Hello) wire.HelloReply {
@@ -40,6 +46,21 @@ func (h *handler) Status(_ context.Context, st wire.Status) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.statuses = append(h.statuses, st)
+}
+func (h *handler) StoreTelemetry(_ context.Context, b wire.TelemetryBatch) wire.TelemetryAck {
+	h.mu.Lock()
+	h.batches = append(h.batches, b)
+	h.storing++
+	h.most = max(h.most, h.storing)
+	hold := h.hold
+	h.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.storing--
+	return wire.TelemetryAck{Epoch: b.Epoch, Stored: uint64(len(b.Records))}
 }
 func (h *handler) ObserveSeen(node string, s fleet.Session) {
 	h.mu.Lock()
@@ -129,5 +150,79 @@ func TestLink(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no notify")
+	}
+}
+
+func TestServe_Telemetry(t *testing.T) {
+	url := hubtest.NATS(t, "").ClientURL()
+	nc, _ := hubtest.Connect(t, url)
+	h := &handler{}
+	s, err := nodesync.Serve(nodesync.Config{Conn: nc, Handler: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	a := hubtest.NewAgent(t, url, "n1", nil)
+	recs := []wire.TelemetryRecord{{Seq: 1, Subject: "a"}, {Seq: 2, Subject: "b"}}
+	// A batch without a node name is the subject's.
+	if ack := a.Forward(wire.TelemetryBatch{Epoch: "e1", Records: recs}); ack != (wire.TelemetryAck{Epoch: "e1", Stored: 2}) {
+		t.Fatalf("ack = %+v", ack)
+	}
+	if ack := a.Forward(wire.TelemetryBatch{Node: "n2", Epoch: "e1", Records: recs}); !strings.Contains(ack.Error, `node "n2" on the subject of node "n1"`) {
+		t.Fatalf("ack of a batch naming another node = %+v", ack)
+	}
+	m, err := nc.Request(wire.SubjectTelemetry+"n1", []byte(`{"node":"n1"}`), 10*time.Second)
+	if err != nil || !strings.Contains(string(m.Data), "telemetry batch") {
+		t.Fatalf("reply to a body that is not gzip = %s, %v", m.Data, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.batches) != 1 || h.batches[0].Node != "n1" || len(h.batches[0].Records) != 2 {
+		t.Fatalf("batches = %+v, want n1's own only", h.batches)
+	}
+}
+
+// TestServe_TelemetryBackpressure: batches being stored take at most
+// their share of the slots, and heartbeats are still answered while more
+// batches wait.
+func TestServe_TelemetryBackpressure(t *testing.T) {
+	url := hubtest.NATS(t, "").ClientURL()
+	nc, _ := hubtest.Connect(t, url)
+	h := &handler{hold: make(chan struct{})}
+	s, err := nodesync.Serve(nodesync.Config{Conn: nc, Handler: h, MaxInFlight: 4, MaxTelemetryInFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	body, _ := wire.EncodeTelemetryBatch(wire.TelemetryBatch{Node: "n1", Epoch: "e1"})
+	errs := make(chan error, 5)
+	for range 5 {
+		go func() {
+			_, err := nc.Request(wire.SubjectTelemetry+"n1", body, 20*time.Second)
+			errs <- err
+		}()
+	}
+	atolltest.WaitFor(t, 10*time.Second, func() error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.storing != 2 {
+			return fmt.Errorf("%d batches being stored, want 2", h.storing)
+		}
+		return nil
+	})
+	a := hubtest.NewAgent(t, url, "n2", nil)
+	if r := a.Heartbeat(); r.Error != "" {
+		t.Fatalf("heartbeat while telemetry waits = %+v", r)
+	}
+	close(h.hold)
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.most != 2 || len(h.batches) != 5 {
+		t.Fatalf("at most %d batches at once of %d, want 2 of 5", h.most, len(h.batches))
 	}
 }
