@@ -4,7 +4,7 @@ package examples
 
 import "embed"
 
-// FS holds exec/, priority/ and wasm/ (manifests and sensor.wasm).
+// FS holds exec/, priority/, telemetry/ and wasm/ (manifests and sensor.wasm).
 //
-//go:embed exec/*.yaml priority/*.yaml wasm/sensor.yaml wasm/sensor.wasm
+//go:embed exec/*.yaml priority/*.yaml telemetry/*.yaml wasm/sensor.yaml wasm/sensor.wasm
 var FS embed.FS

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -154,7 +155,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.runtimes = runtimes{available: drivers, unavailable: unavailable}
 
-	env := map[string]string{}
+	env := maps.Clone(a.cfg.WorkloadEnv)
+	if env == nil {
+		env = map[string]string{}
+	}
 	if a.cfg.Broker != "" {
 		b, err := broker.Start(ctx, broker.Config{DataDir: a.cfg.DataDir, Listen: a.cfg.Broker, MQTTListen: a.cfg.MQTT,
 			MaxBytes: a.cfg.OutboxBytes, Name: a.cfg.Name, Logger: a.log})

@@ -55,6 +55,8 @@ type Config struct {
 	// ATOLL_NATS_URL and ATOLL_MQTT_ADDR.
 	Broker string
 	MQTT   string
+	// WorkloadEnv is given to every workload, under its own variables.
+	WorkloadEnv map[string]string
 	// OutboxBytes is the disk budget of the messages waiting for the hub;
 	// default broker.DefaultMaxBytes.
 	OutboxBytes int64

@@ -123,10 +123,17 @@ func runDev(ctx context.Context, e *env, f *devFlags, memory int64) error {
 		return wait()
 	}
 
+	// The examples' scripts call `atoll publish`: this binary comes first
+	// on their PATH.
+	env := map[string]string{}
+	if exe, err := os.Executable(); err == nil {
+		env["PATH"] = filepath.Dir(exe) + string(os.PathListSeparator) + os.Getenv("PATH")
+	}
 	for _, n := range devNodes {
 		a, err := agent.New(agent.Config{
 			DataDir: devNodeDir(f.dataDir, n.name), Name: n.name, Labels: n.labels, Hub: h.NATSURL(),
 			CapacityMemory: memory, StopWorkloadsOnExit: true, Logger: log,
+			Broker: "127.0.0.1:0", WorkloadEnv: env,
 		})
 		if err != nil {
 			return errors.Join(err, wait())

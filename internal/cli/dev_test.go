@@ -39,7 +39,7 @@ func TestDev_RunsExamplesAndStopsCleanly(t *testing.T) {
 			}
 			code, status, stderr := atoll(t, vars, "node", "status", "-o", "json")
 			var st []supervisor.Status
-			if err := json.Unmarshal([]byte(status), &st); err != nil || code != 0 || len(st) != 2 {
+			if err := json.Unmarshal([]byte(status), &st); err != nil || code != 0 || len(st) != 3 {
 				t.Fatalf("edge-1 status without flags: %d %q %q %v", code, status, stderr, err)
 			}
 		}
@@ -89,6 +89,7 @@ func waitDevPlacement(t *testing.T, data string, vars map[string]string, out *at
 	want := map[string]string{
 		"hello@edge-1": "running", "hello@edge-3": "running",
 		"sensor@edge-1": "running", "sensor@edge-2": "running",
+		"readings@edge-1": "running", "readings@edge-2": "running",
 		"safety-monitor@edge-3": "running", "data-uploader@edge-3": "blocked",
 	}
 	atolltest.WaitFor(t, 60*time.Second, func() error {
