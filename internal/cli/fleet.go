@@ -22,6 +22,7 @@ func fleetCmds(e *env) []*cobra.Command {
 		newDeleteCmd(e),
 		newLogsCmd(e),
 		newEventsCmd(e),
+		newTelemetryCmd(e),
 		newRestartCmd(e),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ type fakeHub struct {
 	Nodes     []api.Node
 	Workloads []api.Workload
 	Events    []wire.Event
+	Telemetry []api.TelemetryRecord
 	Logs      string
 	Fail      *api.ErrorResponse
 	FailCode  int
@@ -44,6 +46,7 @@ func serveHub(t *testing.T, h *fakeHub) string {
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, _ *http.Request) { fakeAnswer(w, 200, h.Nodes) })
 	mux.HandleFunc("GET /v1/nodes/{name}", h.node)
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, _ *http.Request) { fakeAnswer(w, 200, h.Events) })
+	mux.HandleFunc("GET /v1/telemetry", h.telemetry)
 	mux.HandleFunc("GET /v1/nodes/{node}/workloads/{name}/logs", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte(h.Logs))
 	})
@@ -64,6 +67,13 @@ func serveHub(t *testing.T, h *fakeHub) string {
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// AddTelemetry stores more records, as nodes forwarding them would.
+func (h *fakeHub) AddTelemetry(recs ...api.TelemetryRecord) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.Telemetry = append(h.Telemetry, recs...)
 }
 
 // Requests returns "METHOD /path?query" for every request so far.
@@ -122,6 +132,24 @@ func (h *fakeHub) deleteWorkload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// telemetry answers the latest limit records, or with after= the first
+// limit of those stored after that stream sequence.
+func (h *fakeHub) telemetry(w http.ResponseWriter, r *http.Request) {
+	limit := api.DefaultTelemetryLimit
+	if v := r.URL.Query().Get("limit"); v != "" {
+		limit, _ = strconv.Atoi(v)
+	}
+	recs := h.Telemetry
+	if v := r.URL.Query().Get("after"); v != "" {
+		after, _ := strconv.ParseUint(v, 10, 64)
+		recs = slices.DeleteFunc(slices.Clone(recs), func(x api.TelemetryRecord) bool { return x.StreamSeq <= after })
+		recs = recs[:min(limit, len(recs))]
+	} else {
+		recs = recs[max(len(recs)-limit, 0):]
+	}
+	fakeAnswer(w, 200, recs)
 }
 
 func (h *fakeHub) node(w http.ResponseWriter, r *http.Request) {

@@ -113,6 +113,29 @@ func (c *Hub) Events(ctx context.Context, q api.EventQuery) ([]wire.Event, error
 	return orEmpty(evs), nil
 }
 
+// Telemetry returns the records q selects, oldest first; a zero Limit
+// asks for the hub's default (api.DefaultTelemetryLimit).
+func (c *Hub) Telemetry(ctx context.Context, q api.TelemetryQuery) ([]api.TelemetryRecord, error) {
+	v := url.Values{}
+	if q.Node != "" {
+		v.Set("node", q.Node)
+	}
+	if q.Subject != "" {
+		v.Set("subject", q.Subject)
+	}
+	if q.After != nil {
+		v.Set("after", strconv.FormatUint(*q.After, 10))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var recs []api.TelemetryRecord
+	if _, err := c.do(ctx, http.MethodGet, withQuery("/v1/telemetry", v), nil, &recs); err != nil {
+		return nil, err
+	}
+	return orEmpty(recs), nil
+}
+
 // Logs copies the last tail lines of a workload's output on node to w, as
 // the hub fetches them from the node; tail <= 0 asks for the node's default
 // (wire.LogsRequest). The node sends at most wire.MaxLogsReply bytes.

@@ -164,6 +164,10 @@ func TestHub_EmptyListsAreNotNil(t *testing.T) {
 	if err != nil || evs == nil {
 		t.Errorf("Events = %#v, %v; want empty, non-nil", evs, err)
 	}
+	recs, err := c.Telemetry(ctx, api.TelemetryQuery{})
+	if err != nil || recs == nil {
+		t.Errorf("Telemetry = %#v, %v; want empty, non-nil", recs, err)
+	}
 }
 
 func TestHub_Events_Query(t *testing.T) {
@@ -354,6 +358,15 @@ func (b *stubBackend) Events(_ context.Context, q api.EventQuery) ([]wire.Event,
 	return nil, nil
 }
 
+func (b *stubBackend) Telemetry(_ context.Context, q api.TelemetryQuery) ([]api.TelemetryRecord, error) {
+	after := "-"
+	if q.After != nil {
+		after = fmt.Sprint(*q.After)
+	}
+	b.record("Telemetry(%s %s %s %d)", q.Node, q.Subject, after, q.Limit)
+	return []api.TelemetryRecord{{Node: "pi-1", Seq: 1, Data: []byte("x"), Text: "x"}}, nil
+}
+
 func (b *stubBackend) Logs(_ context.Context, node, workload string, tail int) ([]byte, error) {
 	b.record("Logs(%s %s %d)", node, workload, tail)
 	return []byte("hello\n"), nil
@@ -409,6 +422,11 @@ func TestHub_AgainstAPIServer(t *testing.T) {
 	if _, err := c.Events(ctx, api.EventQuery{Node: "pi-1", Since: since, Limit: 5}); err != nil {
 		t.Errorf("Events: %v", err)
 	}
+	after := uint64(0)
+	if recs, err := c.Telemetry(ctx, api.TelemetryQuery{Node: "pi-1", Subject: "sensors.>", After: &after, Limit: 5}); err != nil ||
+		len(recs) != 1 || string(recs[0].Data) != "x" || recs[0].Text != "x" {
+		t.Errorf("Telemetry = %+v, %v", recs, err)
+	}
 	var out bytes.Buffer
 	if err := c.Logs(ctx, "pi-1", "web", 20, &out); err != nil || out.String() != "hello\n" {
 		t.Errorf("Logs = %q, %v", out.String(), err)
@@ -423,7 +441,7 @@ func TestHub_AgainstAPIServer(t *testing.T) {
 		t.Errorf("Commands = %#v, %v", cmds, err)
 	}
 	want := []string{"Apply(web)", "Apply(web)", "Workloads", "Workload(web)", "DeleteWorkload(web)", "Nodes",
-		"Node(pi-1)", "Events(pi-1 2026-03-01T11:00:00Z 5)", "Logs(pi-1 web 20)",
+		"Node(pi-1)", "Events(pi-1 2026-03-01T11:00:00Z 5)", "Telemetry(pi-1 sensors.> 0 5)", "Logs(pi-1 web 20)",
 		"Restart(pi-1 web new 30m)", "Restart(pi-1 web old 30m)", "Commands(pi-1)"}
 	if got := b.Calls(); !slices.Equal(got, want) {
 		t.Errorf("backend calls =\n%q\nwant\n%q", got, want)
