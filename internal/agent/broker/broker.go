@@ -161,7 +161,7 @@ func (b *Broker) open(ctx context.Context) error {
 	b.subjects = info.Config.Subjects
 	// The stream's creation time names the outbox: a node whose outbox
 	// is created anew counts its records from 1 again, in a new epoch.
-	b.epoch = info.Created.UTC().Format(time.RFC3339Nano)
+	b.epoch = strconv.FormatInt(info.Created.UnixNano(), 36)
 	if info.Config.MaxBytes != b.cfg.MaxBytes {
 		if err := b.update(ctx, info.Config.Subjects); err != nil {
 			nc.Close()

@@ -41,6 +41,10 @@ const (
 	forwardTimeout = 30 * time.Second
 )
 
+// errRefused is a batch the hub answered with an error: a bug or a
+// mismatch worth a warning, unlike a timeout on a bad link.
+var errRefused = errors.New("hub refused telemetry")
+
 func (u *Uplink) pokeForward() {
 	select {
 	case u.forward <- struct{}{}:
@@ -61,6 +65,8 @@ func (u *Uplink) forwardLoop(ctx context.Context, nc *nats.Conn) {
 			err := u.forwardAll(ctx, nc, synced != conn)
 			if err == nil {
 				synced = conn
+			} else if errors.Is(err, errRefused) {
+				u.cfg.Logger.Warn("forward telemetry", "err", err)
 			} else if ctx.Err() == nil {
 				u.cfg.Logger.Debug("forward telemetry", "err", err)
 			}
@@ -142,7 +148,7 @@ func (u *Uplink) sendBatch(ctx context.Context, nc *nats.Conn, b wire.TelemetryB
 		return cur, err
 	}
 	if ack.Error != "" {
-		return cur, errors.New("hub refused telemetry: " + ack.Error)
+		return cur, fmt.Errorf("%w: %s", errRefused, ack.Error)
 	}
 	if ack.Epoch != b.Epoch || ack.Stored <= cur {
 		return cur, nil // the hub holds nothing of this epoch past cur
