@@ -128,3 +128,96 @@ func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestFleet_TelemetryOverBudgetDropsOldestAndReports checks the end of
+// DESIGN invariant 6 for application messages: readings published while
+// the link is down, more than the outbox's disk budget holds, lose the
+// oldest first; once the link returns the hub gets the newest, each once
+// and in order, and a telemetry-dropped event counting exactly the others.
+func TestFleet_TelemetryOverBudgetDropsOldestAndReports(t *testing.T) {
+	const count = 30000
+	f := newFleet(t)
+	f.startHub()
+	a := f.addNode("a", "", "--broker", fmt.Sprintf("127.0.0.1:%d", atolltest.FreePort(t)), "--outbox-bytes", "1Mi")
+	a.cut()
+	f.apply([]wl{{
+		name: "publisher", nodes: []string{a.name}, forward: []string{"sensors.>"},
+		script: "exec " + os.Args[0], env: map[string]string{testtask.Env: fmt.Sprintf("publish:sensors.line1:%d", count)},
+	}}, "workload/publisher created (1 node)")
+	// The plan is queued at the hub: let it through, then cut again
+	// before the readings.
+	a.proxy.Restore()
+	a.waitRunning("publisher")
+	a.cut()
+	f.waitFor(0, func() error {
+		b, err := os.ReadFile(filepath.Join(a.dir, "logs", "publisher.log"))
+		if err != nil || !strings.Contains(string(b), "published all\n") {
+			return fmt.Errorf("the publisher has not published all yet: %q", lastLine(b))
+		}
+		return nil
+	})
+	f.logf("%d readings published with the link cut, into a 1 MiB outbox", count)
+	a.proxy.Restore()
+
+	nc, err := nats.Connect("nats://" + f.natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report wire.Event
+	f.waitFor(0, func() error {
+		evs, err := f.hubEvents(a.name)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "telemetry-dropped" {
+				report = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no telemetry-dropped event at the hub:%s", briefEvents(evs))
+	})
+	var dropped int
+	if _, err := fmt.Sscanf(report.Message, "%d messages", &dropped); err != nil || dropped <= 0 {
+		t.Fatalf("telemetry-dropped says %q", report.Message)
+	}
+	var got []string
+	f.waitFor(0, func() error {
+		got, err = hubReadings(js, wire.TelemetrySubjectPrefix+a.name+".sensors.line1")
+		if err != nil {
+			return err
+		}
+		if len(got)+dropped < count {
+			return fmt.Errorf("the hub holds %d readings and %d were dropped, of %d", len(got), dropped, count)
+		}
+		return nil
+	})
+	if len(got)+dropped != count {
+		t.Fatalf("the hub holds %d readings and %d were reported dropped, of %d published", len(got), dropped, count)
+	}
+	// Readings forwarded before the cut, then one gap: the oldest of those
+	// published during the cut, exactly as many as reported.
+	next, gaps := 0, 0
+	for i, v := range got {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < next {
+			t.Fatalf("reading %d at the hub is %q after %d: doubled or out of order", i, v, next-1)
+		}
+		if n > next {
+			gaps++
+			if n-next != dropped {
+				t.Fatalf("readings %d..%d are missing at the hub, %d were reported dropped", next, n-1, dropped)
+			}
+		}
+		next = n + 1
+	}
+	if gaps != 1 || next != count {
+		t.Fatalf("%d gaps in the readings at the hub, the last %d; want one gap and the last %d", gaps, next-1, count-1)
+	}
+	f.logf("the hub holds every reading but %d of the oldest published during the cut; %s", dropped, report.Message)
+}
