@@ -156,19 +156,36 @@ func TestStore_OrderKept(t *testing.T) {
 	check(t, held(t, l, telemetry.Query{}), want("n1", "e1", seqs(1, 1000)...))
 }
 
-// TestStore_AfterDuplicateWindow sends a batch again once the stream has
-// forgotten its ids: the high-water mark alone keeps it from being stored
-// twice.
+// TestStore_AfterDuplicateWindow sends batches again once the stream has
+// forgotten their ids, when the stream no longer holds the node's last
+// record of that epoch: the high-water mark alone keeps them from being
+// stored twice.
 func TestStore_AfterDuplicateWindow(t *testing.T) {
 	l, js := setup(t, telemetry.Config{DuplicateWindow: 100 * time.Millisecond})
+	ctx := hubtest.Context(t)
 	store(t, l, batch("n1", "e1", 1, 2, 3), wire.TelemetryAck{Epoch: "e1", Stored: 3})
-	if ack, err := js.Publish(hubtest.Context(t), wire.TelemetrySubjectPrefix+"probe.x", nil, jetstream.WithMsgID("n1/e1/3")); err != nil || !ack.Duplicate {
+	if ack, err := js.Publish(ctx, wire.TelemetrySubjectPrefix+"probe.x", nil, jetstream.WithMsgID("n1/e1/3")); err != nil || !ack.Duplicate {
 		t.Fatalf("publish of a stored id = %+v, %v; want a duplicate", ack, err)
 	}
+	// The node's last record in the stream is of another epoch now.
+	store(t, l, batch("n1", "e2", 1), wire.TelemetryAck{Epoch: "e2", Stored: 1})
 	forgotten(t, js, "n1/e1/3")
 	store(t, l, batch("n1", "e1", 1, 2, 3), wire.TelemetryAck{Epoch: "e1", Stored: 3})
 	store(t, l, batch("n1", "e1", 3, 4), wire.TelemetryAck{Epoch: "e1", Stored: 4})
-	check(t, held(t, l, telemetry.Query{Node: "n1"}), want("n1", "e1", 1, 2, 3, 4))
+	check(t, held(t, l, telemetry.Query{Node: "n1"}), append(want("n1", "e1", 1, 2, 3), append(want("n1", "e2", 1), want("n1", "e1", 4)...)...))
+
+	// The records aged out of the stream (MaxAge, MaxBytes).
+	s, err := js.Stream(ctx, wire.TelemetryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	forgotten(t, js, "n1/e2/1")
+	store(t, l, batch("n1", "e2", 1), wire.TelemetryAck{Epoch: "e2", Stored: 1})
+	store(t, l, batch("n1", "e1", 2, 3, 4, 5), wire.TelemetryAck{Epoch: "e1", Stored: 5})
+	check(t, held(t, l, telemetry.Query{Node: "n1"}), want("n1", "e1", 5))
 }
 
 // forgotten waits until the stream no longer deduplicates id, which it
