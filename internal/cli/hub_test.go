@@ -46,7 +46,8 @@ func TestHubCmd_ServesTheFleetVerbs(t *testing.T) {
 	e := &env{stdout: &bytes.Buffer{}, stderr: logs, getenv: func(string) string { return "" }, now: time.Now}
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run(ctx, []string{"hub", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, e)
+		exited <- run(ctx, []string{"hub", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+			"--telemetry-max-age", "24h", "--telemetry-max-bytes", "1048576"}, e)
 	}()
 	var addr string
 	select {
@@ -69,6 +70,8 @@ func TestHubCmd_ServesTheFleetVerbs(t *testing.T) {
 		{[]string{"get", "workloads", "-o", "json"}, `"name": "web"`},
 		{[]string{"describe", "workload", "web"}, "Targets:   0 ("},
 		{[]string{"delete", "workload", "web"}, "workload/web deleted\n"},
+		{[]string{"telemetry", "tail"}, "TIME   NODE   SUBJECT   SEQ   DATA\n"},
+		{[]string{"telemetry", "tail", "-o", "json"}, "[]\n"},
 	} {
 		code, out, errOut := atoll(t, env, step.args...)
 		if code != 0 || !strings.Contains(out, step.want) {
@@ -94,7 +97,8 @@ func TestHubCmd_ServesTheFleetVerbs(t *testing.T) {
 func TestHubCmd_Flags(t *testing.T) {
 	_, out, _ := atoll(t, map[string]string{"ATOLL_HUB_DATA": "/srv/hub"}, "hub", "--help")
 	for _, want := range []string{`$ATOLL_HUB_DATA if set (default "/srv/hub")`,
-		`(default "127.0.0.1:7070")`, `(default "127.0.0.1:4222")`, `--node-timeout duration`, `(default 30s)`} {
+		`(default "127.0.0.1:7070")`, `(default "127.0.0.1:4222")`, `--node-timeout duration`, `(default 30s)`,
+		`--telemetry-max-age duration`, `(default 168h0m0s)`, `--telemetry-max-bytes int`, `(default 1073741824)`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("hub --help lacks %q:\n%s", want, out)
 		}

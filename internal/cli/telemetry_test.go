@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -143,6 +144,44 @@ func TestTelemetryTail_Follow(t *testing.T) {
 	}
 	reqs := h.Requests()
 	if reqs[0] != "GET /v1/telemetry?limit=1" || reqs[1] != "GET /v1/telemetry?after=2&limit=1000" {
+		t.Fatalf("requests = %q", reqs)
+	}
+}
+
+// TestTelemetryTail_FollowFromNothing: with no record to show at first,
+// every record stored since is new, from the stream's start.
+func TestTelemetryTail_FollowFromNothing(t *testing.T) {
+	h := &fakeHub{}
+	url := serveHub(t, h)
+	var out, errOut lockedBuffer
+	e := &env{stdout: &out, stderr: &errOut, getenv: func(k string) string { return hubEnv(url)[k] },
+		now: func() time.Time { return testNow }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"telemetry", "tail", "-f", "-o", "json"}, e) }()
+	atolltest.WaitFor(t, 10*time.Second, func() error {
+		if len(h.Requests()) == 0 {
+			return errors.New("no request yet")
+		}
+		return nil
+	})
+	h.AddTelemetry(record(1, "pi-1", "a", []byte("one")), record(2, "pi-1", "a", []byte("two")))
+	atolltest.WaitFor(t, 10*time.Second, func() error {
+		if n := strings.Count(out.String(), "\n"); n != 2 {
+			return fmt.Errorf("%d lines: %q", n, out.String())
+		}
+		return nil
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("tail -f ended with %d, %q", code, errOut.String())
+	}
+	var r api.TelemetryRecord
+	if err := json.Unmarshal([]byte(strings.SplitN(out.String(), "\n", 2)[0]), &r); err != nil || r.Text != "one" {
+		t.Fatalf("first line = %+v, %v", r, err)
+	}
+	if reqs := h.Requests(); reqs[0] != "GET /v1/telemetry?limit=20" || reqs[1] != "GET /v1/telemetry?after=0&limit=1000" {
 		t.Fatalf("requests = %q", reqs)
 	}
 }
