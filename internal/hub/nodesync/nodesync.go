@@ -262,11 +262,17 @@ func (s *Server) telemetry(ctx context.Context, node string, m *nats.Msg) {
 	if err == nil {
 		err = sameNode(node, &b.Node)
 	}
+	var ack wire.TelemetryAck
 	if err != nil {
-		s.respond(m, wire.TelemetryAck{Error: err.Error()})
-		return
+		ack.Error = err.Error()
+	} else {
+		ack = s.cfg.Handler.StoreTelemetry(ctx, b)
 	}
-	s.respond(m, s.cfg.Handler.StoreTelemetry(ctx, b))
+	if ack.Error != "" {
+		// The agent keeps the batch and sends it again; say why here too.
+		s.cfg.Logger.Warn("telemetry batch not stored", "node", node, "err", ack.Error)
+	}
+	s.respond(m, ack)
 }
 
 func (s *Server) seen(_ context.Context, node string, m *nats.Msg) {
