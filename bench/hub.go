@@ -157,9 +157,10 @@ spec:
 	return manifest.Decode("bench-hub.yaml", []byte(strings.Join(docs, "---\n")))
 }
 
-// startHubAgent starts a hub and an agent (named h.node) joined to it at
-// natsURL(hub), and waits until the hub shows the node connected.
-func (h *harness) startHubAgent(ctx context.Context, what string, natsURL func(*hubProc) (string, error)) (*hubProc, *agent, error) {
+// startHubAgent starts a hub and an agent (named h.node, with extra flags)
+// joined to it at natsURL(hub), and waits until the hub shows the node
+// connected.
+func (h *harness) startHubAgent(ctx context.Context, what string, natsURL func(*hubProc) (string, error), extra ...string) (*hubProc, *agent, error) {
 	hub, err := h.startHub(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -168,7 +169,7 @@ func (h *harness) startHubAgent(ctx context.Context, what string, natsURL func(*
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := h.startAgent(h.dataDir(what), "--hub", url, "--labels", "bench="+h.runID)
+	a, err := h.startAgent(h.dataDir(what), append([]string{"--hub", url, "--labels", "bench=" + h.runID}, extra...)...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,7 +11,7 @@
 //
 //	go run ./bench                           # print the table
 //	go run ./bench -o markdown               # print it as markdown
-//	go run ./bench -only hub                 # only the hub figures (agent, hub, fleet)
+//	go run ./bench -only hub                 # only the hub figures (agent, hub, fleet, telemetry)
 //	go run ./bench -write docs/benchmarks.md # regenerate the benchmarks page
 //
 // It builds a stripped atoll binary into a temporary directory, runs real
@@ -54,7 +54,7 @@ type options struct {
 }
 
 // groups of figures, for -only.
-var groups = []string{"agent", "hub", "fleet"}
+var groups = []string{"agent", "hub", "fleet", "telemetry"}
 
 // runs reports whether group g is to be measured.
 func (o options) runsGroup(g string) bool {
@@ -72,12 +72,12 @@ func run() int {
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of each start-up figure (the median is reported)")
 	fs.StringVar(&o.out, "o", "text", "table format: text or markdown")
 	fs.StringVar(&o.write, "write", "", "also write the benchmarks page (intro, command, machine, table, method, notes) to this file")
-	fs.StringVar(&o.only, "only", "", "measure only these groups of figures, comma-separated: agent, hub, fleet (default all)")
+	fs.StringVar(&o.only, "only", "", "measure only these groups of figures, comma-separated: agent, hub, fleet, telemetry (default all)")
 	fs.IntVar(&o.hubRuns, "hub-runs", 30, "applies timed for apply → running on a connected node")
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "window of the idle-node bytes figure")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated agents of the fleet figure")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [-runs N] [-reps N] [-hub-runs N] [-idle D] [-fleet N] [-only agent,hub,fleet] [-o text|markdown] [-write docs/benchmarks.md]\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [-runs N] [-reps N] [-hub-runs N] [-idle D] [-fleet N] [-only agent,hub,fleet,telemetry] [-o text|markdown] [-write docs/benchmarks.md]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -203,6 +203,12 @@ func measure(ctx context.Context, o options) (r results, err error) {
 		step(fmt.Sprintf("fleet: %d simulated agents on one hub (about %v)", o.fleet, fleetSettle+fleetIdle+20*time.Second))
 		if r.fleet, err = h.measureFleet(ctx, o.fleet); err != nil {
 			return r, fmt.Errorf("fleet: %w", err)
+		}
+	}
+	if o.runsGroup("telemetry") {
+		step(fmt.Sprintf("telemetry: %d records into a cut-off node's outbox, twice, then the drain", telemetryRecords))
+		if r.telemetry, err = h.measureTelemetry(ctx); err != nil {
+			return r, fmt.Errorf("telemetry: %w", err)
 		}
 	}
 	return r, nil

@@ -25,6 +25,8 @@ type results struct {
 	hubApply hubApplyResult
 	link     linkResult
 	fleet    fleetResult
+	// telemetry.go
+	telemetry telemetryResult
 }
 
 // Targets.
@@ -78,6 +80,9 @@ func (r results) rows() []row {
 	}
 	if r.opts.runsGroup("fleet") {
 		out = append(out, r.fleetRows()...)
+	}
+	if r.opts.runsGroup("telemetry") {
+		out = append(out, r.telemetryRows()...)
 	}
 	return out
 }
@@ -305,6 +310,7 @@ limits. Durations are wall-clock times taken by the bench process.
 		1/float64(clockTicks)/r.mem.cpuWindow.Seconds()*100,
 		float64(r.wasm.module)/(1<<20), len(r.wasm.cold))
 	b.WriteString(r.hubMethod(7))
+	b.WriteString(r.telemetryMethod(11))
 
 	b.WriteString("\n## Notes\n\n")
 	fmt.Fprintf(&b, "- atoll starts no helper process per workload: an exec workload is one process, a child of the agent, writing\n"+

@@ -44,6 +44,9 @@ const (
 	// a publish: a workload retrying a publish it did not see
 	// acknowledged (the agent restarted meanwhile) stores it once.
 	duplicateWindow = 2 * time.Minute
+	// outboxSync is how often the outbox's files are fsynced (NATS's
+	// default is two minutes).
+	outboxSync = 100 * time.Millisecond
 )
 
 // Config says how to run the broker.
@@ -106,6 +109,9 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 			// The outbox is on disk; memory streams are not used.
 			o.JetStreamMaxMemory = 8 << 20
 			o.JetStreamMaxStore = cfg.MaxBytes + 64<<20 // the outbox, and MQTT's sessions
+			// fsync in batches: an acknowledged message survives an
+			// agent crash at once, and a power cut after outboxSync.
+			o.SyncInterval = outboxSync
 			if cfg.MQTTListen != "" {
 				o.MQTT.Host, o.MQTT.Port = mqttHost, mqttPort
 			}
