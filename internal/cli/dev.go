@@ -245,6 +245,8 @@ func printDevGuide(e *env, dataDir, logPath, cfgPath, hubURL, natsURL string) {
   atoll describe workload sensor         its instances on plant-1's nodes
   atoll logs edge-1 sensor --tail 5      fetched from the node through the hub
   atoll events --since 10m               what happened, fleet-wide
+  atoll telemetry tail --subject 'plant.>' -f
+                                         readings published on plant 1's nodes, forwarded
   atoll delete workload safety-monitor   frees 128Mi on edge-3: data-uploader starts
   atoll node status                      edge-1's agent, over its local socket
   atoll node status --data %s
