@@ -337,7 +337,9 @@ type TelemetryBatch struct {
 	Node string `json:"node"`
 	// Epoch names the node's outbox: sequence numbers count within it. A
 	// node whose outbox was created anew (its data directory lost) has a
-	// new epoch, and its sequence numbers start again from 1.
+	// new epoch, and its sequence numbers start again from 1. It is 1 to
+	// 64 letters, digits, '-' or '_' (it is part of each stored record's
+	// id, <node>/<epoch>/<seq>); the hub refuses a batch with another.
 	Epoch   string            `json:"epoch"`
 	Records []TelemetryRecord `json:"records,omitempty"`
 }
