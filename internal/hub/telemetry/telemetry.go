@@ -30,7 +30,8 @@
 // single subject token, its epoch is empty or not made of letters, digits,
 // '-' and '_', its sequence numbers do not grow, a record's subject is not a
 // literal NATS subject (non-empty tokens, no wildcards, no white space), or
-// a record is larger than the NATS server accepts. Sending it again cannot
+// a record is larger than the NATS server accepts in a message or than the
+// stream's MaxBytes. Sending it again cannot
 // succeed; the agent must not accept such records in the first place.
 //
 // # Schema
@@ -99,9 +100,10 @@ type Config struct {
 
 // Log is the telemetry stream and its high-water marks.
 type Log struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	marks  *intent.Table[mark]
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	marks    *intent.Table[mark]
+	maxBytes int64 // the stream's
 }
 
 // mark is what the hub holds of one node's records.
@@ -172,7 +174,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	if cfg.MaxAge < 0 || cfg.MaxBytes < 0 || cfg.DuplicateWindow < 0 {
 		return nil, errors.New("open telemetry: negative limit")
 	}
-	maxAge := cmp.Or(cfg.MaxAge, DefaultMaxAge)
+	maxAge, maxBytes := cmp.Or(cfg.MaxAge, DefaultMaxAge), cmp.Or(cfg.MaxBytes, DefaultMaxBytes)
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        wire.TelemetryStream,
 		Description: "atoll telemetry forwarded by nodes",
@@ -181,7 +183,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      maxAge,
-		MaxBytes:    cmp.Or(cfg.MaxBytes, DefaultMaxBytes),
+		MaxBytes:    maxBytes,
 		Duplicates:  min(cmp.Or(cfg.DuplicateWindow, DefaultDuplicateWindow), maxAge),
 		Replicas:    max(cfg.Replicas, 1),
 	})
@@ -195,7 +197,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Log, error)
 	if err != nil {
 		return nil, fmt.Errorf("open telemetry bucket: %w", err)
 	}
-	return &Log{js: js, stream: s, marks: intent.NewTable[mark](kv, "telemetry mark")}, nil
+	return &Log{js: js, stream: s, marks: intent.NewTable[mark](kv, "telemetry mark"), maxBytes: maxBytes}, nil
 }
 
 // Store keeps b's records that the hub does not hold yet, in order, and
@@ -250,7 +252,8 @@ func (l *Log) check(b wire.TelemetryBatch) error {
 	if !validEpoch(b.Epoch) {
 		return fmt.Errorf("epoch %q: want 1 to 64 letters, digits, '-' or '_'", b.Epoch)
 	}
-	maxPayload := l.js.Conn().MaxPayload()
+	// A record must fit in a NATS message and in the stream.
+	limit := min(l.js.Conn().MaxPayload(), l.maxBytes)
 	var prev uint64
 	for i, r := range b.Records {
 		if r.Seq <= prev {
@@ -261,8 +264,8 @@ func (l *Log) check(b wire.TelemetryBatch) error {
 			return fmt.Errorf("record %d (seq %d): subject %q %v", i, r.Seq, r.Subject, err)
 		}
 		// Headers and subject take a few hundred bytes more than the data.
-		if size := int64(len(r.Data)) + 512 + int64(len(r.Subject)); maxPayload > 0 && size > maxPayload {
-			return fmt.Errorf("record %d (seq %d): %d bytes, more than the hub's NATS accepts in a message (%d)", i, r.Seq, len(r.Data), maxPayload)
+		if size := int64(len(r.Data)) + 512 + int64(len(r.Subject)); size > limit {
+			return fmt.Errorf("record %d (seq %d): %d bytes, more than the hub can store in one message (%d)", i, r.Seq, len(r.Data), limit)
 		}
 	}
 	return nil

@@ -273,7 +273,7 @@ func TestStore_Refused(t *testing.T) {
 		{"no epoch", batch("n1", "", 2), `epoch ""`},
 		{"bad epoch", batch("n1", "a/b", 2), `epoch "a/b"`},
 		{"bad node", batch("n1.x", "e1", 2), `node "n1.x"`},
-		{"too large", big, fmt.Sprintf("record 1 (seq 3): %d bytes, more than", js.Conn().MaxPayload())},
+		{"too large", big, fmt.Sprintf("record 1 (seq 3): %d bytes, more than the hub can store in one message (%d)", js.Conn().MaxPayload(), js.Conn().MaxPayload())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ack := l.Store(hubtest.Context(t), tc.b)
@@ -283,6 +283,18 @@ func TestStore_Refused(t *testing.T) {
 		})
 	}
 	check(t, held(t, l, telemetry.Query{}), want("n1", "e1", 1))
+}
+
+// TestStore_RefusedOverStreamBytes: a record larger than the stream may
+// hold could never be stored; its batch is refused rather than retried.
+func TestStore_RefusedOverStreamBytes(t *testing.T) {
+	l, _ := setup(t, telemetry.Config{MaxBytes: 64 << 10})
+	b := batch("n1", "e1", 1)
+	b.Records[0].Data = make([]byte, 64<<10)
+	if ack := l.Store(hubtest.Context(t), b); !strings.Contains(ack.Error, "record 0 (seq 1): 65536 bytes, more than the hub can store in one message (65536)") {
+		t.Fatalf("ack = %+v", ack)
+	}
+	check(t, held(t, l, telemetry.Query{}), []string{})
 }
 
 // withSubject sets the subject of b's last record.
