@@ -49,10 +49,12 @@ type Agent struct {
 	// mu serialises changes of desired state (local changes, new plans),
 	// so each settles against the whole picture.
 	mu        sync.Mutex
-	effective map[string]manifest.Workload // what the node runs; guarded by mu
-	overrides []wire.Override              // in force; guarded by mu
-	stored    atomic.Uint64                // plan revision in the store
-	applied   atomic.Uint64                // plan revision handed to the supervisor
+	effective map[string]manifest.Workload  // what the node runs; guarded by mu
+	images    map[string]wire.ImageArtifact // the plan's image archives by name; guarded by mu
+	window    *FetchWindow                  // nil: fetch at any time
+	overrides []wire.Override               // in force; guarded by mu
+	stored    atomic.Uint64                 // plan revision in the store
+	applied   atomic.Uint64                 // plan revision handed to the supervisor
 
 	cmdMu sync.Mutex // serialises Run of hub commands
 }
@@ -88,6 +90,17 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = "atoll-" + cfg.Name
 	}
+	if cfg.ImageCacheBytes <= 0 {
+		cfg.ImageCacheBytes = DefaultImageCacheBytes
+	}
+	var window *FetchWindow
+	if cfg.FetchWindow != "" {
+		w, err := ParseFetchWindow(cfg.FetchWindow)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		window = &w
+	}
 	total, _, err := readMemInfo(cfg.MemInfoPath)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -110,7 +123,7 @@ func New(cfg Config) (*Agent, error) {
 		every = wire.HeartbeatInterval
 	}
 	return &Agent{cfg: cfg, log: log.With("node", cfg.Name), changed: make(chan struct{}, 1),
-		metrics: &metricsSampler{every: every}}, nil
+		metrics: &metricsSampler{every: every}, window: window}, nil
 }
 
 // Run opens the store, adopts or starts the stored workloads, serves the
@@ -179,6 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Store:             st,
 		LogDir:            a.logDir(),
 		Artifacts:         a.artifacts(),
+		FetchHold:         a.fetchHold,
 		CapacityMemory:    a.cfg.CapacityMemory,
 		CapacityMilliCPU:  a.cfg.CapacityMilliCPU,
 		MemAvailable:      a.memAvailable,

@@ -63,6 +63,14 @@ type Config struct {
 	// ForwardRate bounds what the node forwards to the hub, in bytes of
 	// message data a second; default uplink.DefaultForwardRate.
 	ForwardRate int
+	// ImageCacheBytes is the artifact cache's disk budget (image archives
+	// and modules): past it, the oldest artifacts no workload uses are
+	// removed. Default DefaultImageCacheBytes.
+	ImageCacheBytes int64
+	// FetchWindow, if set ("01:00-05:00", local time), is when artifacts
+	// over 1 MiB (image archives) are fetched from the hub; outside it they
+	// wait, and so does a workload that needs one.
+	FetchWindow string
 	// Heartbeat overrides the uplink's heartbeat interval (tests, dev).
 	Heartbeat time.Duration
 	// StopWorkloadsOnExit stops every workload when Run returns, as

@@ -1,22 +1,19 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"atoll.dev/atoll/internal/agent/artifact"
-	"atoll.dev/atoll/internal/agent/supervisor"
 	"atoll.dev/atoll/internal/agent/uplink"
 	"atoll.dev/atoll/internal/logfile"
 	"atoll.dev/atoll/internal/version"
@@ -52,10 +49,11 @@ func (h hubNode) Revisions() (stored, applied uint64) { return h.a.stored.Load()
 func (h hubNode) Status() wire.Status {
 	h.a.mu.Lock()
 	ovs := slices.Clone(h.a.overrides)
+	images := h.a.cachedImages()
 	h.a.mu.Unlock()
 	st := wire.Status{
 		Node: h.a.cfg.Name, StoredRevision: h.a.stored.Load(), AppliedRevision: h.a.applied.Load(),
-		Workloads: h.a.sup.Status(), Overrides: ovs,
+		Workloads: h.a.sup.Status(), Overrides: ovs, Images: images,
 	}
 	b, _ := json.Marshal(st)
 	// The metrics summary stays out of the digest, all but the count of
@@ -186,23 +184,22 @@ func (h hubNode) Logs(workload string, tail int) ([]byte, error) {
 func (h hubNode) StorePlan(ctx context.Context, p *wire.Plan) error { return h.a.storePlan(ctx, p) }
 
 // MissingArtifacts lists the artifacts the desired state names that are
-// not in the node's cache.
+// not in the node's cache: modules first, then image archives, smallest
+// first. Outside the fetch window, archives over 1 MiB are left out.
 func (h hubNode) MissingArtifacts() []string {
 	h.a.mu.Lock()
-	defer h.a.mu.Unlock()
+	wanted := h.a.wantedArtifacts()
+	h.a.mu.Unlock()
+	hold := h.a.fetchHold() != ""
 	var out []string
-	for _, w := range h.a.effective {
-		if w.Spec.WASM == nil || !strings.HasPrefix(w.Spec.WASM.Module, artifact.Prefix) {
-			continue
-		}
-		path, err := h.a.artifacts().Path(w.Spec.WASM.Module)
-		if err != nil {
-			continue
-		}
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !slices.Contains(out, w.Spec.WASM.Module) {
-			out = append(out, w.Spec.WASM.Module)
+	for ref, size := range wanted {
+		if !h.a.hasArtifact(ref) && !(hold && size > largeArtifact) {
+			out = append(out, ref)
 		}
 	}
+	slices.SortFunc(out, func(x, y string) int {
+		return cmp.Or(cmp.Compare(wanted[x], wanted[y]), strings.Compare(x, y))
+	})
 	return out
 }
 
@@ -213,19 +210,37 @@ func (h hubNode) ResumeArtifact(ref string) (uplink.Download, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hubDownload{d, h.a.sup}, nil
+	return &hubDownload{Download: d, a: h.a}, nil
 }
 
-// hubDownload is an artifact download that retries the waiting workloads
-// once it is stored.
+// progressEvery is how often a download refreshes the pending reason of
+// the workloads waiting for it.
+const progressEvery = time.Second
+
+// hubDownload is an artifact download that shows its progress in the
+// reason of the workloads waiting for it, retries them once it is stored,
+// and keeps the cache within its budget.
 type hubDownload struct {
 	*artifact.Download
-	sup *supervisor.Supervisor
+	a        *Agent
+	reported time.Time
 }
 
-func (d hubDownload) Commit() error {
+func (d *hubDownload) Append(b []byte, cursor string) error {
+	if err := d.Download.Append(b, cursor); err != nil {
+		return err
+	}
+	if time.Since(d.reported) >= progressEvery {
+		d.reported = time.Now()
+		return d.a.sup.Retry(context.Background())
+	}
+	return nil
+}
+
+func (d *hubDownload) Commit() error {
 	if err := d.Download.Commit(); err != nil {
 		return err
 	}
-	return d.sup.Retry(context.Background())
+	d.a.evictArtifacts()
+	return d.a.sup.Retry(context.Background())
 }

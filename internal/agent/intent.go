@@ -153,9 +153,10 @@ func (a *Agent) converge(ctx context.Context) error {
 	}
 	ws := make([]supervisor.Workload, 0, len(res.Workloads))
 	eff := make(map[string]manifest.Workload, len(res.Workloads))
+	images := planImages(plan)
 	var forward []string
 	for _, w := range res.Workloads {
-		ws = append(ws, supervisor.Workload{Name: w.Metadata.Name, Spec: w.Spec})
+		ws = append(ws, supervisor.Workload{Name: w.Metadata.Name, Spec: w.Spec, Image: imageOf(w, images)})
 		eff[w.Metadata.Name] = w
 		forward = append(forward, w.Spec.Forward...)
 	}
@@ -170,7 +171,7 @@ func (a *Agent) converge(ctx context.Context) error {
 	if err := a.sup.Sync(ctx, ws); err != nil {
 		return err
 	}
-	a.effective, a.overrides = eff, res.Overrides
+	a.effective, a.overrides, a.images = eff, res.Overrides, images
 	if plan != nil {
 		a.applied.Store(plan.Revision)
 	}

@@ -31,6 +31,8 @@ type agentFlags struct {
 	mqtt      string
 	outbox    string
 	rate      string
+	cache     string
+	window    string
 }
 
 func newAgentCmd(e *env) *cobra.Command {
@@ -73,6 +75,10 @@ func newAgentCmd(e *env) *cobra.Command {
 	fl.StringVar(&f.mqtt, "mqtt", "", "also serve MQTT on this address, e.g. 127.0.0.1:1883 (needs --broker)")
 	fl.StringVar(&f.outbox, "outbox-bytes", "256Mi", "disk budget of the messages waiting for the hub; beyond, the oldest are dropped, counted and reported")
 	fl.StringVar(&f.rate, "forward-rate", "256Ki", "message data forwarded to the hub per second, at most")
+	fl.StringVar(&f.cache, "image-cache-bytes", "2Gi",
+		"disk budget of the artifact cache (image archives, modules); beyond, the oldest no workload uses are removed")
+	fl.StringVar(&f.window, "fetch-window", "",
+		"fetch image archives (artifacts over 1Mi) only in this daily window, local time, e.g. 01:00-05:00 (default: any time)")
 	fl.IntVar(&f.events, "event-retention", store.DefaultEventRetention,
 		"events the node keeps for the hub; beyond, the oldest are dropped, counted and reported")
 	fl.StringVar(&f.memory, "capacity-memory", "", "memory workloads may reserve, e.g. 512Mi (default: all of MemTotal)")
@@ -106,6 +112,17 @@ func (f *agentFlags) config() (agent.Config, error) {
 			return cfg, fmt.Errorf("--forward-rate: %q: want bytes a second, e.g. 256Ki", f.rate)
 		}
 		cfg.ForwardRate = int(rate)
+	}
+	if f.cache != "" {
+		if cfg.ImageCacheBytes, err = parseMemory(f.cache); err != nil || cfg.ImageCacheBytes < 1 {
+			return cfg, fmt.Errorf("--image-cache-bytes: %q: want a size, e.g. 2Gi", f.cache)
+		}
+	}
+	if f.window != "" {
+		if _, err := agent.ParseFetchWindow(f.window); err != nil {
+			return cfg, fmt.Errorf("--fetch-window: %w", err)
+		}
+		cfg.FetchWindow = f.window
 	}
 	if f.events < 0 {
 		return cfg, fmt.Errorf("--event-retention: %d: must be at least 1 (0: the default, %d)", f.events, store.DefaultEventRetention)

@@ -24,6 +24,7 @@ func fleetCmds(e *env) []*cobra.Command {
 		newEventsCmd(e),
 		newTelemetryCmd(e),
 		newRestartCmd(e),
+		newImageCmd(e),
 	}
 }
 

@@ -28,6 +28,8 @@ func newGetCmd(e *env) *cobra.Command {
 			(*client.Hub).Nodes, func(ns []api.Node) error { return printNodesTable(e.stdout, ns, output == "wide", e.now()) }),
 		newGetListCmd(e, hub, &output, "workloads", "workload", "List the workloads: how many nodes each targets and runs on",
 			(*client.Hub).Workloads, func(ws []api.Workload) error { return printWorkloadsTable(e.stdout, ws, output == "wide") }),
+		newGetListCmd(e, hub, &output, "images", "image", "List the hub's image store: each image's archive and the nodes that have it",
+			(*client.Hub).Images, func(ims []api.Image) error { return printImagesTable(e.stdout, ims, output == "wide") }),
 	)
 	return cmd
 }
@@ -111,6 +113,25 @@ func printWorkloadsTable(w io.Writer, ws []api.Workload, wide bool) error {
 			row = append(row, strconv.Itoa(disconnected), strings.Join(elsewhere, ","))
 		}
 		tableRow(tw, row...)
+	}
+	return tw.Flush()
+}
+
+// printImagesTable prints one row per image name; the archive reference is
+// shortened to 12 hex digits unless wide.
+func printImagesTable(w io.Writer, ims []api.Image, wide bool) error {
+	tw := newTable(w)
+	tableRow(tw, "NAME", "REF", "SIZE", "NODES")
+	for _, im := range ims {
+		ref := im.Ref
+		if !wide && len(ref) > len("sha256:")+12 {
+			ref = ref[:len("sha256:")+12]
+		}
+		nodes := strings.Join(im.Nodes, ",")
+		if nodes == "" {
+			nodes = "-"
+		}
+		tableRow(tw, im.Name, ref, formatMiB(im.Size), nodes)
 	}
 	return tw.Flush()
 }

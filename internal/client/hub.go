@@ -178,6 +178,29 @@ func (c *Hub) PutArtifact(ctx context.Context, ref string, r io.Reader) error {
 	return resp.Body.Close()
 }
 
+// PushImage records an image archive, uploaded with PutArtifact, under
+// the image names it holds.
+func (c *Hub) PushImage(ctx context.Context, req api.ImagePush) ([]api.Image, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode image push: %w", err)
+	}
+	var out []api.Image
+	if _, err := c.do(ctx, http.MethodPost, "/v1/images", body, &out); err != nil {
+		return nil, err
+	}
+	return orEmpty(out), nil
+}
+
+// Images lists the hub's image store with the nodes that have each image.
+func (c *Hub) Images(ctx context.Context) ([]api.Image, error) {
+	var out []api.Image
+	if _, err := c.do(ctx, http.MethodGet, "/v1/images", nil, &out); err != nil {
+		return nil, err
+	}
+	return orEmpty(out), nil
+}
+
 // Commands lists the one-off commands queued for node and their fate.
 func (c *Hub) Commands(ctx context.Context, node string) ([]api.Command, error) {
 	var cmds []api.Command

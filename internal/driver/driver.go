@@ -52,10 +52,14 @@ type WASMConfig struct {
 	Env        map[string]string
 }
 
-// ContainerConfig is an OCI container run by a container engine from an
-// image already present on the node.
+// ContainerConfig is an OCI container run by a container engine.
 type ContainerConfig struct {
+	// Image is host/name:tag. When the engine does not have it, it is
+	// loaded from Archive if set, else pulled from its registry.
 	Image string
+	// Archive is a local image archive (docker save, OCI layout tarball)
+	// holding Image; empty when there is none.
+	Archive string
 	// Command replaces the image's entrypoint and Args its command; empty
 	// keeps the image's.
 	Command []string

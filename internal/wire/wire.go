@@ -45,6 +45,11 @@ import (
 //	1: 2026-12-06: TelemetryBatch / TelemetryAck on SubjectTelemetry, and
 //	   optional Event.Log; an older hub does not answer telemetry, and the
 //	   agent keeps the records until one does.
+//	1: 2026-12-06: optional PlanWorkload.ImageArtifact (the image tarball
+//	   in the hub's artifact store that a container workload's image comes
+//	   from) and Status.Images (the image tarballs in the node's cache); an
+//	   older agent ignores the first (and needs the image present), an
+//	   older hub the second.
 const ProtocolVersion = 1
 
 // Timing of the sync loop.
@@ -85,8 +90,9 @@ const (
 	// EventStream is the JetStream stream that holds every node's events.
 	EventStream = "ATOLL_EVENTS"
 	// ArtifactStore is the JetStream object store bucket holding artifacts
-	// (WASM modules) by reference: object name "sha256:<hex>". An agent
-	// fetches the artifacts its plan names and verifies their digest.
+	// (WASM modules, image archives) by reference: object name
+	// "sha256:<hex>". An agent fetches the artifacts its plan names and
+	// verifies their digest.
 	ArtifactStore = "ATOLL_ARTIFACTS"
 )
 
@@ -227,6 +233,21 @@ type PlanWorkload struct {
 	FieldStamps map[string]hlc.Timestamp `json:"fieldStamps,omitempty"`
 	// Priority of the hub's intent in settlement; 0 means HubPriority.
 	Priority int `json:"priority,omitempty"`
+	// ImageArtifact is where a container workload's spec.container.image
+	// comes from when it is in the hub's image store (atoll image push);
+	// nil when it is not (the node's engine then has it or pulls it).
+	ImageArtifact *ImageArtifact `json:"imageArtifact,omitempty"`
+}
+
+// ImageArtifact is an image archive (docker save or OCI layout tarball)
+// in ArtifactStore.
+type ImageArtifact struct {
+	// Image is the name the workload uses (host/name:tag).
+	Image string `json:"image"`
+	// Ref is the archive's artifact reference, "sha256:<hex>".
+	Ref string `json:"ref"`
+	// Size is the archive's size in bytes.
+	Size int64 `json:"size"`
 }
 
 // Notify tells a connected agent to heartbeat now: its plan or commands
@@ -269,6 +290,10 @@ type Status struct {
 	// summaries it has released, so a summary changes the digest (and
 	// sends the status) at most once per release (docs/metrics.md).
 	Metrics *Metrics `json:"metrics,omitempty"`
+	// Images are the references of the image archives (ImageArtifact.Ref)
+	// in the node's cache, sorted; absent from agents that predate them.
+	// They are part of the digest.
+	Images []string `json:"images,omitempty"`
 }
 
 // Override is a change made locally on a node, merged with the plan by

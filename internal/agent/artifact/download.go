@@ -159,3 +159,17 @@ func (d *Download) discard() {
 	os.Remove(d.path)
 	os.Remove(d.path + ".cursor")
 }
+
+// Partial is how many bytes an unfinished download of ref has so far (0
+// when there is none): a download's progress, for people.
+func (c Cache) Partial(ref string) int64 {
+	final, err := c.Path(ref)
+	if err != nil {
+		return 0
+	}
+	st, err := os.Stat(filepath.Join(c.Dir, "partial", filepath.Base(final)))
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}

@@ -52,11 +52,35 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 		for _, p := range c.Ports {
 			cc.Ports = append(cc.Ports, driver.Port{ContainerPort: p.ContainerPort, HostPort: p.HostPort, Protocol: p.Protocol})
 		}
+		if im := w.image; im != nil {
+			p, err := s.cfg.Artifacts.Path(im.Ref)
+			if err != nil {
+				return sp, err
+			}
+			if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+				return sp, &missingArtifactError{ref: im.Ref, msg: s.imageWait(c.Image, im)}
+			}
+			cc.Archive = p
+		}
 		sp.Container = cc
 	default:
 		return sp, fmt.Errorf("runtime %s cannot be started by this agent", w.spec.Runtime)
 	}
 	return sp, nil
+}
+
+// imageWait is the pending reason of a workload whose image archive is on
+// its way: "waiting for image plant/app:1 (sha256:…): 12.3 of 20.0 MiB".
+func (s *Supervisor) imageWait(name string, im *Image) string {
+	const mib = 1 << 20
+	msg := fmt.Sprintf("waiting for image %s (%s): %.1f of %.1f MiB", name, im.Ref,
+		float64(s.cfg.Artifacts.Partial(im.Ref))/mib, float64(im.Size)/mib)
+	if s.cfg.FetchHold != nil {
+		if hold := s.cfg.FetchHold(); hold != "" {
+			msg += "; " + hold
+		}
+	}
+	return msg
 }
 
 // env is a workload's environment: Config.Env under its own.

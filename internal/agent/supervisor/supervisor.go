@@ -35,8 +35,13 @@ type Config struct {
 	Store       StateStore
 	// LogDir receives <workload>.log files.
 	LogDir string
-	// Artifacts resolves "sha256:<hex>" module references.
+	// Artifacts resolves "sha256:<hex>" module references and image
+	// archives.
 	Artifacts artifact.Cache
+	// FetchHold says why large artifacts are not being fetched now ("" when
+	// they are), for the reason of a workload that waits for its image.
+	// Nil means they always are.
+	FetchHold func() string
 	// Env is given to every workload, under its own variables (a
 	// workload's own value of a name wins): where the node's broker is.
 	Env map[string]string
@@ -59,6 +64,15 @@ type Config struct {
 type Workload struct {
 	Name string
 	Spec manifest.WorkloadSpec
+	// Image is the archive a container workload's image comes from when
+	// the hub's image store has it; nil otherwise.
+	Image *Image `json:",omitempty"`
+}
+
+// Image is an image archive in the artifact cache.
+type Image struct {
+	Ref  string
+	Size int64
 }
 
 // Supervisor runs a node's workloads. Create with New, then Start; Close
@@ -88,7 +102,8 @@ type Supervisor struct {
 type workload struct {
 	name     string
 	spec     manifest.WorkloadSpec
-	specJSON string
+	image    *Image
+	specJSON string // of spec and image
 
 	inst     *instance // the current instance, from start request until its exit is seen
 	restarts int
@@ -100,6 +115,7 @@ type workload struct {
 	blockedBy string        // admission verdict; "" when admitted
 	evicted   string        // memory-pressure reason; "" when not evicted
 	waiting   string        // why it cannot start yet (an artifact on its way); "" otherwise
+	waitedFor string        // the artifact it last waited for, so that waiting is one event
 	removing  chan struct{} // non-nil once removal was requested; closed when gone
 	health    string
 }
@@ -291,7 +307,9 @@ func (s *Supervisor) idle() bool {
 func (s *Supervisor) Changes() <-chan struct{} { return s.changed }
 
 // Retry starts the workloads that were waiting for something outside the
-// supervisor (an artifact that has now arrived).
+// supervisor's view (an artifact that arrived), and refreshes the reason of
+// those that still wait (a download's progress). Waiting for the same
+// artifact is one "waiting" event, however often Retry runs.
 func (s *Supervisor) Retry(ctx context.Context) error {
 	return s.call(ctx, func() {
 		for _, w := range s.ws {
@@ -310,10 +328,10 @@ func (s *Supervisor) Status() []Status {
 
 // upsert adds a new workload or updates the spec of a known one.
 func (s *Supervisor) upsert(d Workload) {
-	b, _ := json.Marshal(d.Spec)
+	b, _ := json.Marshal(d)
 	w, ok := s.ws[d.Name]
 	if !ok {
-		w = &workload{name: d.Name, spec: d.Spec, specJSON: string(b)}
+		w = &workload{name: d.Name, spec: d.Spec, image: d.Image, specJSON: string(b)}
 		s.ws[d.Name] = w
 		s.adopt(w)
 		return
@@ -321,7 +339,7 @@ func (s *Supervisor) upsert(d Workload) {
 	if w.specJSON == string(b) {
 		return
 	}
-	w.spec, w.specJSON = d.Spec, string(b)
+	w.spec, w.image, w.specJSON = d.Spec, d.Image, string(b)
 	s.event(w.name, "configured", "spec changed")
 	s.reset(w)
 	if w.inst != nil {
@@ -467,11 +485,12 @@ func (s *Supervisor) stopReason() string {
 func (s *Supervisor) start(w *workload) {
 	drv := s.cfg.Drivers[w.spec.Runtime]
 	spec, err := s.driverSpec(w)
-	if _, ok := errors.AsType[*missingArtifactError](err); ok {
-		if w.waiting == "" {
-			w.waiting = err.Error()
+	if missing, ok := errors.AsType[*missingArtifactError](err); ok {
+		if w.waitedFor != missing.ref {
+			w.waitedFor = missing.ref
 			s.event(w.name, "waiting", err.Error())
 		}
+		w.waiting = err.Error()
 		return
 	}
 	if err != nil {
@@ -479,7 +498,7 @@ func (s *Supervisor) start(w *workload) {
 		s.event(w.name, "start-failed", err.Error())
 		return
 	}
-	w.waiting = ""
+	w.waiting, w.waitedFor = "", ""
 	inst := s.newInstance(w)
 	restarts := w.restarts
 	go func() {

@@ -18,8 +18,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/moby/moby/client"
 )
 
@@ -61,15 +65,14 @@ type Image struct {
 	Ref string
 }
 
+// UniqueRef is name with a tag unique to this call: atoll-test/task:<random>.
+func UniqueRef(name string) string { return name + ":" + strings.ToLower(rand.Text()[:12]) }
+
 // Load builds the image and loads it into the engine under a unique
 // reference. Remove it when done.
 func Load(ctx context.Context, c *client.Client) (Image, error) {
-	bin, err := buildTask()
-	if err != nil {
-		return Image{}, err
-	}
-	ref := "atoll-test/task:" + strings.ToLower(rand.Text()[:12])
-	archive, err := dockerArchive(ref, bin)
+	ref := UniqueRef("atoll-test/task")
+	archive, err := Archive(ref, 0)
 	if err != nil {
 		return Image{}, err
 	}
@@ -94,8 +97,44 @@ func (im Image) Remove(ctx context.Context, c *client.Client) error {
 	return err
 }
 
+// Archive is a `docker save` archive of the test image named ref, which
+// is not loaded anywhere. With filler > 0 its layer also holds /filler,
+// that many random (incompressible) bytes, for transfers of a known size.
+func Archive(ref string, filler int) ([]byte, error) {
+	bin, err := buildTask()
+	if err != nil {
+		return nil, err
+	}
+	files := []layerFile{{strings.TrimPrefix(Entrypoint, "/"), 0o755, bin}}
+	if filler > 0 {
+		b := make([]byte, filler)
+		_, _ = rand.Read(b)
+		files = append(files, layerFile{"filler", 0o644, b})
+	}
+	return dockerArchive(ref, files)
+}
+
+// built caches the test task's binary: building it takes seconds.
+var built struct {
+	sync.Mutex
+	bin []byte
+}
+
 // buildTask builds testdata/task statically and returns the binary.
 func buildTask() ([]byte, error) {
+	built.Lock()
+	defer built.Unlock()
+	if built.bin != nil {
+		return built.bin, nil
+	}
+	bin, err := buildTaskOnce()
+	if err == nil {
+		built.bin = bin
+	}
+	return bin, err
+}
+
+func buildTaskOnce() ([]byte, error) {
 	dir, err := os.MkdirTemp("", "atoll-testimage-")
 	if err != nil {
 		return nil, err
@@ -110,13 +149,22 @@ func buildTask() ([]byte, error) {
 	return os.ReadFile(out)
 }
 
+// layerFile is a file in the image's one layer.
+type layerFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
 // dockerArchive is a `docker save` archive of a one-layer image holding
-// bin at Entrypoint.
-func dockerArchive(ref string, bin []byte) ([]byte, error) {
+// files (the task binary at Entrypoint among them).
+func dockerArchive(ref string, files []layerFile) ([]byte, error) {
 	var layer bytes.Buffer
 	lw := tar.NewWriter(&layer)
-	if err := writeFile(lw, strings.TrimPrefix(Entrypoint, "/"), 0o755, bin); err != nil {
-		return nil, err
+	for _, f := range files {
+		if err := writeFile(lw, f.name, f.mode, f.data); err != nil {
+			return nil, err
+		}
 	}
 	if err := lw.Close(); err != nil {
 		return nil, err
@@ -161,4 +209,26 @@ func writeFile(w *tar.Writer, name string, mode int64, data []byte) error {
 	}
 	_, err := w.Write(data)
 	return err
+}
+
+// Push writes the test image to a registry as ref (host:port/name:tag,
+// over plain HTTP: tests run their registry on loopback), without any
+// engine.
+func Push(ctx context.Context, ref string) error {
+	archive, err := Archive(ref, 0)
+	if err != nil {
+		return err
+	}
+	img, err := tarball.Image(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(archive)), nil }, nil)
+	if err != nil {
+		return fmt.Errorf("push test image: %w", err)
+	}
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return fmt.Errorf("push test image: %w", err)
+	}
+	if err := remote.Write(r, img, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("push test image %s: %w", ref, err)
+	}
+	return nil
 }

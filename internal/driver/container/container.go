@@ -4,8 +4,9 @@
 // container outlives the agent; a new agent adopts it by the container ID
 // in its handle. The container's output is copied from the engine's log
 // stream into the workload's log file by the agent, and resumed after the
-// last copied line when a new agent adopts the container. Images are
-// never pulled: they must already be present on the node.
+// last copied line when a new agent adopts the container. An image the
+// engine lacks is loaded from the archive the agent fetched from the hub's
+// image store, or else pulled from its registry by the engine.
 package container
 
 import (
@@ -42,8 +43,12 @@ type Config struct {
 	// every container, and a container of the same name with another owner
 	// is never touched.
 	Owner string
-	// StateDir holds the log cursors of running containers. Required.
+	// StateDir holds the log cursors of running containers and the marks
+	// of the image archives loaded. Required.
 	StateDir string
+	// PullTimeout bounds a pull from a registry; default
+	// DefaultPullTimeout.
+	PullTimeout time.Duration
 }
 
 // Driver runs workloads as containers. It is safe for concurrent use.
@@ -68,6 +73,9 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("container driver: a state directory is required")
+	}
+	if cfg.PullTimeout <= 0 {
+		cfg.PullTimeout = DefaultPullTimeout
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("container driver: %w", err)
@@ -100,8 +108,8 @@ func (d *Driver) Close() error {
 // Name returns "container".
 func (d *Driver) Name() string { return driverName }
 
-// Start creates and starts a container for spec from an image present on
-// the node. A leftover container of the same workload and agent (one that
+// Start creates and starts a container for spec, loading or pulling its
+// image first when the engine lacks it. A leftover container of the same workload and agent (one that
 // exited, or one an agent started but died before recording) is removed
 // first. ctx bounds only the launch.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, error) {
@@ -123,12 +131,8 @@ func (d *Driver) start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 	case spec.MemoryLimit < 0 || spec.MilliCPU < 0:
 		return driver.Handle{}, fmt.Errorf("negative limit: memory %d, cpu %dm", spec.MemoryLimit, spec.MilliCPU)
 	}
-	image := spec.Container.Image
-	if _, err := d.api.ImageInspect(ctx, image); err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return driver.Handle{}, fmt.Errorf("image %s is not present on this node (the agent does not pull images; load it with docker load)", image)
-		}
-		return driver.Handle{}, fmt.Errorf("image %s: %w", image, err)
+	if err := d.ensureImage(ctx, spec.Container.Image, spec.Container.Archive); err != nil {
+		return driver.Handle{}, err
 	}
 	opts, err := d.createOptions(spec)
 	if err != nil {

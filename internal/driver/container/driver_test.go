@@ -128,7 +128,9 @@ func TestDriver_Start_Limits(t *testing.T) {
 func TestDriver_Start_BadImage(t *testing.T) {
 	d := newDriver(t)
 	for _, tt := range []struct{ image, want string }{
-		{"atoll-test/absent:none", "image atoll-test/absent:none is not present on this node"},
+		// A registry on a closed loopback port: refused at once, and never
+		// an outside address.
+		{"127.0.0.1:1/atoll-test/absent:none", "image 127.0.0.1:1/atoll-test/absent:none is not on this node nor in the hub's image store (atoll image push), and pulling it from its registry failed: "},
 		{"Not A Reference!", "image Not A Reference!:"},
 	} {
 		spec := newSpec(t, "bad", "sleep")

@@ -303,3 +303,42 @@ func (s *server) putArtifact(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func (s *server) imageBackend(w http.ResponseWriter) (ImageBackend, bool) {
+	ib, ok := s.b.(ImageBackend)
+	if !ok {
+		httpjson.WriteError(w, http.StatusNotImplemented, "this hub has no image store")
+	}
+	return ib, ok
+}
+
+func (s *server) pushImage(w http.ResponseWriter, r *http.Request) {
+	ib, ok := s.imageBackend(w)
+	if !ok {
+		return
+	}
+	var req ImagePush
+	if err := decodeBody(w, r, MaxApplyBody, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := ib.PushImage(r.Context(), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.WriteJSON(w, http.StatusOK, nonNil(res))
+}
+
+func (s *server) images(w http.ResponseWriter, r *http.Request) {
+	ib, ok := s.imageBackend(w)
+	if !ok || !noQuery(w, r) {
+		return
+	}
+	res, err := ib.Images(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	httpjson.WriteJSON(w, http.StatusOK, nonNil(res))
+}

@@ -78,6 +78,15 @@ type ArtifactBackend interface {
 	PutArtifact(ctx context.Context, ref string, r io.Reader) error
 }
 
+// ImageBackend is the optional ability of a Backend to keep an image
+// store; without it /v1/images answers 501.
+type ImageBackend interface {
+	// PushImage returns an ErrInvalid error for a bad name or reference
+	// and an ErrNotFound error when the archive is not an artifact.
+	PushImage(ctx context.Context, req ImagePush) ([]Image, error)
+	Images(ctx context.Context) ([]Image, error)
+}
+
 type server struct {
 	b   Backend
 	log *slog.Logger
@@ -120,6 +129,7 @@ func NewHandler(b Backend, log *slog.Logger, opts ...Option) http.Handler {
 	mux.Handle("/v1/events", httpjson.Methods{http.MethodGet: s.events})
 	mux.Handle("/v1/telemetry", httpjson.Methods{http.MethodGet: s.telemetry})
 	mux.Handle("/v1/artifacts/{ref}", httpjson.Methods{http.MethodPut: s.putArtifact})
+	mux.Handle("/v1/images", httpjson.Methods{http.MethodGet: s.images, http.MethodPost: s.pushImage})
 	for _, o := range opts {
 		o(mux)
 	}

@@ -17,6 +17,8 @@
 //	POST   /v1/nodes/{node}/workloads/{name}:restart  CommandRequest → Command (202)
 //	GET    /v1/nodes/{node}/commands        → []Command
 //	PUT    /v1/artifacts/sha256:<hex>       bytes → 204 (stored once they hash to the reference)
+//	POST   /v1/images                       ImagePush → []Image (the archive must be an artifact already)
+//	GET    /v1/images                       → []Image (with the nodes that have each)
 package api
 
 import (
@@ -154,4 +156,25 @@ type TelemetryRecord struct {
 	// StreamSeq is the record's sequence in the hub's stream: the cursor
 	// for after=.
 	StreamSeq uint64 `json:"streamSeq"`
+}
+
+// ImagePush records an image archive, already stored as an artifact, under
+// the image names it holds.
+type ImagePush struct {
+	// Names are host/name:tag as workloads will write them.
+	Names []string `json:"names"`
+	// Ref is the archive's artifact reference, "sha256:<hex>".
+	Ref string `json:"ref"`
+}
+
+// Image is one image name in the hub's image store.
+type Image struct {
+	Name string `json:"name"`
+	// Ref is the archive's artifact reference; Size its bytes.
+	Ref    string    `json:"ref"`
+	Size   int64     `json:"size"`
+	Pushed time.Time `json:"pushed"`
+	// Nodes are the nodes whose cache holds the archive, as they last
+	// reported, sorted.
+	Nodes []string `json:"nodes"`
 }

@@ -72,14 +72,20 @@ func ValidRef(ref string) bool {
 
 // Has reports whether ref is stored.
 func (s *Store) Has(ctx context.Context, ref string) (bool, error) {
-	_, err := s.obs.GetInfo(ctx, ref)
+	_, ok, err := s.Size(ctx, ref)
+	return ok, err
+}
+
+// Size is the size of the artifact ref, and whether it is stored.
+func (s *Store) Size(ctx context.Context, ref string) (int64, bool, error) {
+	info, err := s.obs.GetInfo(ctx, ref)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return false, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("look up artifact %s: %w", ref, err)
+		return 0, false, fmt.Errorf("look up artifact %s: %w", ref, err)
 	}
-	return true, nil
+	return int64(info.Size), true, nil
 }
 
 // Put stores the bytes of r as ref, after checking that they hash to it.

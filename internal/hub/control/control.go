@@ -57,6 +57,8 @@ type EventLog interface {
 // Artifacts is the artifact store.
 type Artifacts interface {
 	Put(ctx context.Context, ref string, r io.Reader) error
+	// Size is the size of the artifact ref, and whether it is stored.
+	Size(ctx context.Context, ref string) (int64, bool, error)
 }
 
 // DefaultLogsTimeout bounds a logs request to an agent.

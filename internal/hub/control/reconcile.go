@@ -21,6 +21,7 @@ type snapshot struct {
 	plans     map[string]intent.Entry[wire.Plan]
 	workloads []planner.Workload
 	nodes     map[string]planner.Node // known nodes only
+	images    map[string]wire.ImageArtifact
 }
 
 func (s *snapshot) node(name string) planner.Node {
@@ -67,6 +68,9 @@ func (c *Controller) read(ctx context.Context, only []string) (*snapshot, error)
 	}
 	for _, w := range ws {
 		s.workloads = append(s.workloads, planner.Workload{Spec: w.Value.Manifest, Stamp: w.Value.Stamp, FieldStamps: w.Value.FieldStamps})
+	}
+	if s.images, err = c.imageArtifacts(ctx); err != nil {
+		return nil, err
 	}
 	if only == nil {
 		nodes, err := c.store.Nodes.All(ctx)
@@ -132,7 +136,7 @@ func (c *Controller) replan(ctx context.Context, node string, snap *snapshot) er
 		if ok {
 			prevPlan = &prev.Value
 		}
-		content := planner.Content(snap.node(node), snap.workloads)
+		content := planner.Content(snap.node(node), snap.workloads, snap.images)
 		if prevPlan == nil && len(content) == 0 || prevPlan != nil && planner.SameContent(prevPlan.Workloads, content) {
 			return nil
 		}

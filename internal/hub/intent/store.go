@@ -12,6 +12,7 @@
 //	atoll-plans      <node name>        → wire.Plan (history 8: the last revisions)
 //	atoll-statuses   <node name>        → wire.Status (the last full status)
 //	atoll-commands   <node name>        → Commands  {one-off commands, oldest first}
+//	atoll-images     "all"              → Images    {image name → archive ref, size}
 //
 // Workload and node names are DNS labels, so they are valid KV keys.
 // Commands are one document per node, not one key per command, so that a
@@ -44,7 +45,28 @@ const (
 	BucketPlans     = "atoll-plans"
 	BucketStatuses  = "atoll-statuses"
 	BucketCommands  = "atoll-commands"
+	BucketImages    = "atoll-images"
 )
+
+// ImagesKey is the one key of BucketImages: image names are not valid KV
+// keys (they hold ':'), and an image list is small.
+const ImagesKey = "all"
+
+// Image is an image in the hub's image store: a name and the archive it
+// comes from.
+type Image struct {
+	// Name is host/name:tag as workloads write it.
+	Name string `json:"name"`
+	// Ref is the archive's artifact reference, "sha256:<hex>".
+	Ref    string    `json:"ref"`
+	Size   int64     `json:"size"`
+	Pushed time.Time `json:"pushed"`
+}
+
+// Images is the image store's index, sorted by name.
+type Images struct {
+	Images []Image `json:"images"`
+}
 
 // Errors.
 var (
@@ -119,6 +141,7 @@ type Store struct {
 	Plans     *Table[wire.Plan]
 	Statuses  *Table[wire.Status]
 	Commands  *Table[Commands]
+	Images    *Table[Images]
 }
 
 // Open creates the buckets that do not exist yet and checks the schema
@@ -153,6 +176,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		{BucketPlans, "atoll per-node plans", 8, func(kv jetstream.KeyValue) { s.Plans = NewTable[wire.Plan](kv, "plan") }},
 		{BucketStatuses, "atoll node statuses", 1, func(kv jetstream.KeyValue) { s.Statuses = NewTable[wire.Status](kv, "status") }},
 		{BucketCommands, "atoll queued commands", 1, func(kv jetstream.KeyValue) { s.Commands = NewTable[Commands](kv, "commands") }},
+		{BucketImages, "atoll image store index", 1, func(kv jetstream.KeyValue) { s.Images = NewTable[Images](kv, "images") }},
 	}
 	for _, tb := range tables {
 		kv, err := open(tb.bucket, tb.desc, tb.history)

@@ -129,13 +129,22 @@ func Universe(known []Node, ws []Workload, planned []string) []Node {
 }
 
 // Content is n's plan content: every workload that targets n, sorted by
-// name, with the hub's priority left at its default. It is never nil.
-func Content(n Node, ws []Workload) []wire.PlanWorkload {
+// name, with the hub's priority left at its default, and a container
+// workload whose image is in images (by name) carrying its archive. It is
+// never nil.
+func Content(n Node, ws []Workload, images map[string]wire.ImageArtifact) []wire.PlanWorkload {
 	out := []wire.PlanWorkload{}
 	for _, w := range ws {
-		if Targets(w.Spec, n) {
-			out = append(out, wire.PlanWorkload{Workload: w.Spec, Stamp: w.Stamp, FieldStamps: w.FieldStamps})
+		if !Targets(w.Spec, n) {
+			continue
 		}
+		pw := wire.PlanWorkload{Workload: w.Spec, Stamp: w.Stamp, FieldStamps: w.FieldStamps}
+		if c := w.Spec.Spec.Container; c != nil {
+			if im, ok := images[c.Image]; ok {
+				pw.ImageArtifact = &im
+			}
+		}
+		out = append(out, pw)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		return out[i].Workload.Metadata.Name < out[j].Workload.Metadata.Name

@@ -105,14 +105,14 @@ func TestContent_SortedAndOnlyTargeting(t *testing.T) {
 		{Spec: workload(t, "mid", map[string]string{"site": "b"})},
 		{Spec: workload(t, "none", nil)},
 	}
-	got := planner.Content(planner.Node{Name: "n1", Labels: map[string]string{"site": "a"}}, ws)
+	got := planner.Content(planner.Node{Name: "n1", Labels: map[string]string{"site": "a"}}, ws, nil)
 	if n := names(got); !reflect.DeepEqual(n, []string{"alpha", "zeta"}) {
 		t.Fatalf("content = %v, want [alpha zeta]", n)
 	}
 	if got[1].Stamp != (hlc.Timestamp{Wall: 3}) || got[1].Priority != 0 {
 		t.Fatalf("zeta = stamp %v priority %d, want its workload stamp and the default priority", got[1].Stamp, got[1].Priority)
 	}
-	if got := planner.Content(planner.Node{Name: "n2"}, ws); got == nil || len(got) != 0 {
+	if got := planner.Content(planner.Node{Name: "n2"}, ws, nil); got == nil || len(got) != 0 {
 		t.Fatalf("content for an untargeted node = %#v, want empty and not nil", got)
 	}
 }
@@ -148,7 +148,7 @@ func TestNext_RevisionOnlyOnChange(t *testing.T) {
 	for i, s := range steps {
 		node.Labels = s.labels
 		stamp := hlc.Timestamp{Wall: int64(100 + i)}
-		next, changed := planner.Next(prev, "n1", planner.Content(node, s.ws), stamp)
+		next, changed := planner.Next(prev, "n1", planner.Content(node, s.ws, nil), stamp)
 		wasRev := uint64(0)
 		if prev != nil {
 			wasRev = prev.Revision
