@@ -19,21 +19,8 @@ func BenchmarkStore(b *testing.B) {
 }
 
 func benchStore(b *testing.B, others int) {
-	_, js := hubtest.Connect(b, hubtest.NATS(b, "").ClientURL())
-	l, err := telemetry.Open(hubtest.Context(b), js, telemetry.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := filled(b, others)
 	ctx := hubtest.Context(b)
-	for n := range others {
-		bt := wire.TelemetryBatch{Node: fmt.Sprintf("other-%d", n), Epoch: "e1"}
-		for i := range 100 {
-			bt.Records = append(bt.Records, wire.TelemetryRecord{Seq: uint64(i + 1), Subject: fmt.Sprintf("s.%d", i%10), Data: make([]byte, 16)})
-		}
-		if ack := l.Store(ctx, bt); ack.Error != "" {
-			b.Fatal(ack.Error)
-		}
-	}
 	data := make([]byte, 64)
 	b.ResetTimer()
 	seq := uint64(0)
@@ -48,4 +35,49 @@ func benchStore(b *testing.B, others int) {
 		}
 	}
 	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "records/s")
+}
+
+// filled is a telemetry log holding 100 records (10 subjects) of each of
+// nodes nodes, other-0, other-1, ...
+func filled(b *testing.B, nodes int) *telemetry.Log {
+	b.Helper()
+	_, js := hubtest.Connect(b, hubtest.NATS(b, "").ClientURL())
+	ctx := hubtest.Context(b)
+	l, err := telemetry.Open(ctx, js, telemetry.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := range nodes {
+		bt := wire.TelemetryBatch{Node: fmt.Sprintf("other-%d", n), Epoch: "e1"}
+		for i := range 100 {
+			bt.Records = append(bt.Records, wire.TelemetryRecord{Seq: uint64(i + 1), Subject: fmt.Sprintf("s.%d", i%10), Data: make([]byte, 16)})
+		}
+		if ack := l.Store(ctx, bt); ack.Error != "" {
+			b.Fatal(ack.Error)
+		}
+	}
+	return l
+}
+
+// BenchmarkFind reads the latest 100 records (what GET /v1/telemetry
+// does by default) from a stream of 100,000, of every node and of one
+// node's subject, and the next 1,000 from a cursor (one poll of tail -f).
+func BenchmarkFind(b *testing.B) {
+	l := filled(b, 1000)
+	for _, tc := range []struct {
+		name string
+		q    telemetry.Query
+	}{
+		{"latest100", telemetry.Query{Limit: 100}},
+		{"latest100-node-subject", telemetry.Query{Node: "other-500", Subject: "s.3", Limit: 100}},
+		{"from-cursor-1000", telemetry.Query{From: 50000, Limit: 1000}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := l.Find(hubtest.Context(b), tc.q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -46,6 +46,11 @@ type Query struct {
 
 // filter is the stream subject q selects, or an error wrapping ErrInvalid.
 func (q Query) filter() (string, error) {
+	if q.Node == "" && q.Subject == "" {
+		// The whole stream: a filter the server need not match subject
+		// by subject.
+		return wire.TelemetrySubjectPrefix + ">", nil
+	}
 	node, subj := "*", ">"
 	if q.Node != "" {
 		if subject.Check(q.Node, false) != nil || strings.Contains(q.Node, ".") {
