@@ -10,6 +10,7 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/stream"
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -235,20 +236,7 @@ func (t *blackholeToxic) NewState() any { return &blackholeState{pass: t.passNew
 
 func (t *blackholeToxic) Pipe(stub *toxics.ToxicStub) {
 	pass := stub.State.(*blackholeState).pass
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			if pass {
-				stub.Output <- c
-			}
-		}
-	}
+	passEach(stub, func(*stream.StreamChunk) bool { return pass })
 }
 
 // counters are the links' byte counters, by link.counter.
@@ -265,6 +253,15 @@ type countToxic struct {
 func (t *countToxic) Pipe(stub *toxics.ToxicStub) {
 	v, _ := counters.Load(t.Counter)
 	n := v.(*atomic.Int64)
+	passEach(stub, func(c *stream.StreamChunk) bool {
+		n.Add(int64(len(c.Data)))
+		return true
+	})
+}
+
+// passEach runs a toxic that decides chunk by chunk: pass says whether
+// a chunk goes on.
+func passEach(stub *toxics.ToxicStub, pass func(*stream.StreamChunk) bool) {
 	for {
 		select {
 		case <-stub.Interrupt:
@@ -274,8 +271,9 @@ func (t *countToxic) Pipe(stub *toxics.ToxicStub) {
 				stub.Close()
 				return
 			}
-			n.Add(int64(len(c.Data)))
-			stub.Output <- c
+			if pass(c) {
+				stub.Output <- c
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Shopify/toxiproxy/v2/stream"
 	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -124,21 +125,9 @@ type dropMatchToxic struct {
 }
 
 func (t *dropMatchToxic) Pipe(stub *toxics.ToxicStub) {
-	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			if t.Match != "" && bytes.Contains(c.Data, []byte(t.Match)) {
-				continue
-			}
-			stub.Output <- c
-		}
-	}
+	passEach(stub, func(c *stream.StreamChunk) bool {
+		return t.Match == "" || !bytes.Contains(c.Data, []byte(t.Match))
+	})
 }
 
 func init() {
