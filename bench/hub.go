@@ -180,6 +180,21 @@ func (h *harness) startHubAgent(ctx context.Context, what string, natsURL func(*
 	return hub, a, err
 }
 
+// startHubAgentBehindProxy is startHubAgent with the agent's link to the
+// hub through a linkproxy, which the caller closes (when it is not nil).
+func (h *harness) startHubAgentBehindProxy(ctx context.Context, what string, extra ...string) (*hubProc, *agent, *linkproxy.Proxy, error) {
+	var px *linkproxy.Proxy
+	hub, a, err := h.startHubAgent(ctx, what, func(hp *hubProc) (string, error) {
+		var err error
+		px, err = linkproxy.Start(hp.natsAdr)
+		if err != nil {
+			return "", err
+		}
+		return "nats://" + px.Addr(), nil
+	}, extra...)
+	return hub, a, px, err
+}
+
 func aliveBoth(hub *hubProc, a *agent) func() error {
 	return func() error {
 		if err := hub.alive(); err != nil {
@@ -387,20 +402,10 @@ type linkResult struct {
 // cuts the link, waits until the hub shows the node disconnected, applies
 // linkCount*linkRounds changes, restores the link and times convergence.
 func (h *harness) measureHubLink(ctx context.Context, idle time.Duration) (r linkResult, err error) {
-	var px *linkproxy.Proxy
-	defer func() {
-		if px != nil {
-			px.Close()
-		}
-	}()
-	hub, a, err := h.startHubAgent(ctx, "hub-link", func(hp *hubProc) (string, error) {
-		var err error
-		px, err = linkproxy.Start(hp.natsAdr)
-		if err != nil {
-			return "", err
-		}
-		return "nats://" + px.Addr(), nil
-	})
+	hub, a, px, err := h.startHubAgentBehindProxy(ctx, "hub-link")
+	if px != nil {
+		defer px.Close()
+	}
 	if err != nil {
 		return r, err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"atoll.dev/atoll/internal/atolltest/linkproxy"
 	"atoll.dev/atoll/internal/manifest"
 	"atoll.dev/atoll/internal/wire"
 )
@@ -42,24 +41,14 @@ type telemetryResult struct {
 // up to telemetryWindow in flight, each acknowledged by the outbox; then
 // restores the link and times the drain until the hub's stream holds them.
 func (h *harness) measureTelemetry(ctx context.Context) (r telemetryResult, err error) {
-	var px *linkproxy.Proxy
-	defer func() {
-		if px != nil {
-			px.Close()
-		}
-	}()
 	brokerAddr, err := freeAddr()
 	if err != nil {
 		return r, err
 	}
-	hub, a, err := h.startHubAgent(ctx, "telemetry", func(hp *hubProc) (string, error) {
-		var err error
-		px, err = linkproxy.Start(hp.natsAdr)
-		if err != nil {
-			return "", err
-		}
-		return "nats://" + px.Addr(), nil
-	}, "--broker", brokerAddr, "--forward-rate", telemetryRate)
+	hub, a, px, err := h.startHubAgentBehindProxy(ctx, "telemetry", "--broker", brokerAddr, "--forward-rate", telemetryRate)
+	if px != nil {
+		defer px.Close()
+	}
 	if err != nil {
 		return r, err
 	}
