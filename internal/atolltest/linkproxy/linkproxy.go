@@ -1,6 +1,6 @@
 // Package linkproxy is a TCP proxy for tests and the bench that stands for
 // the network between an agent and its hub: it forwards bytes both ways,
-// counts them, and can cut the link and restore it.
+// counts them, can cut the link and restore it, and can slow the way down.
 //
 // While cut, the proxy keeps its address: it still accepts connections but
 // closes them at once, so a client sees its connection reset or closed
@@ -9,6 +9,7 @@
 package linkproxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 )
 
 // dialTimeout bounds the dial of the target for one accepted connection.
@@ -31,6 +33,8 @@ type Proxy struct {
 
 	up   atomic.Int64 // payload bytes client → target, written to the target
 	down atomic.Int64 // payload bytes target → client, written to the client
+	// slow bounds the bytes target → client per second; nil: no bound.
+	slow atomic.Pointer[rate.Limiter]
 
 	mu         sync.Mutex
 	cut        bool               // guarded by mu
@@ -227,7 +231,40 @@ func (p *Proxy) run(l *link) {
 		defer p.wg.Done()
 		p.copy(l, server, l.client, &p.up)
 	}()
-	p.copy(l, l.client, server, &p.down)
+	p.copyDown(l, server)
+}
+
+// SetDownRate bounds what the proxy forwards towards its clients to
+// bytesPerSecond, over all links; 0 removes the bound.
+func (p *Proxy) SetDownRate(bytesPerSecond int) {
+	if bytesPerSecond <= 0 {
+		p.slow.Store(nil)
+		return
+	}
+	p.slow.Store(rate.NewLimiter(rate.Limit(bytesPerSecond), slowBurst))
+}
+
+// slowBurst is the largest write a slowed link lets through at once.
+const slowBurst = 16 << 10
+
+// copyDown is copy towards the client, within the rate SetDownRate set.
+func (p *Proxy) copyDown(l *link, server net.Conn) {
+	buf := make([]byte, slowBurst)
+	for {
+		k, err := server.Read(buf)
+		if k > 0 {
+			if lim := p.slow.Load(); lim != nil {
+				_ = lim.WaitN(context.Background(), k)
+			}
+			if _, werr := (counter{l.client, &p.down}).Write(buf[:k]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	p.drop(l)
 }
 
 // copy forwards src to dst, counting what dst accepted, and drops the
