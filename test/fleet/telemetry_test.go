@@ -59,17 +59,10 @@ func TestFleet_TelemetryOnceInOrderAcrossAgentKillsAndACut(t *testing.T) {
 	published("all")
 	f.logf("the publisher has published all %d readings", count)
 
-	nc, err := nats.Connect("nats://" + f.natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := f.hubJetStream()
 	var got []string
 	f.waitFor(0, func() error {
+		var err error
 		got, err = hubReadings(js, wire.TelemetrySubjectPrefix+a.name+".sensors.line1")
 		if err != nil {
 			return err
@@ -88,6 +81,22 @@ func TestFleet_TelemetryOnceInOrderAcrossAgentKillsAndACut(t *testing.T) {
 		}
 	}
 	f.logf("the hub holds readings 0..%d once each, in order", count-1)
+}
+
+// hubJetStream is a JetStream client of the hub's NATS, closed when the
+// test ends.
+func (f *fleet) hubJetStream() jetstream.JetStream {
+	f.t.Helper()
+	nc, err := nats.Connect("nats://" + f.natsAddr)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return js
 }
 
 // hubReadings reads every record on subj from the hub's telemetry stream,
@@ -159,15 +168,7 @@ func TestFleet_TelemetryOverBudgetDropsOldestAndReports(t *testing.T) {
 	f.logf("%d readings published with the link cut, into a 1 MiB outbox", count)
 	a.proxy.Restore()
 
-	nc, err := nats.Connect("nats://" + f.natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := f.hubJetStream()
 	var report wire.Event
 	f.waitFor(0, func() error {
 		evs, err := f.hubEvents(a.name)
@@ -188,6 +189,7 @@ func TestFleet_TelemetryOverBudgetDropsOldestAndReports(t *testing.T) {
 	}
 	var got []string
 	f.waitFor(0, func() error {
+		var err error
 		got, err = hubReadings(js, wire.TelemetrySubjectPrefix+a.name+".sensors.line1")
 		if err != nil {
 			return err
