@@ -39,6 +39,9 @@ func TestAgent_BadFlags(t *testing.T) {
 		{[]string{"--mqtt", "127.0.0.1:1883"}, "--mqtt: needs --broker"},
 		{[]string{"--broker", "127.0.0.1:0", "--outbox-bytes", "10k"}, "--outbox-bytes: \"10k\": want a size of at least 1Mi"},
 		{[]string{"--broker", "127.0.0.1:0", "--forward-rate", "fast"}, "--forward-rate: \"fast\""},
+		{[]string{"--image-cache-bytes", "big"}, "--image-cache-bytes: \"big\": want a size, e.g. 2Gi"},
+		{[]string{"--fetch-window", "night"}, "--fetch-window: fetch window \"night\": want HH:MM-HH:MM in local time, such as 01:00-05:00"},
+		{[]string{"--fetch-window", "25:00-05:00"}, "--fetch-window: fetch window \"25:00-05:00\""},
 	}
 	for _, tt := range tests {
 		args := append([]string{"agent", "--data", t.TempDir()}, tt.args...)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -25,6 +26,7 @@ type fakeHub struct {
 	Workloads []api.Workload
 	Events    []wire.Event
 	Telemetry []api.TelemetryRecord
+	Images    []api.Image
 	Logs      string
 	Fail      *api.ErrorResponse
 	FailCode  int
@@ -33,6 +35,8 @@ type fakeHub struct {
 	requests []string
 	commands map[string]api.Command // by idempotency key
 	lastBody []byte
+	// artifacts are "<ref> <bytes>" of every artifact uploaded.
+	artifacts []string
 }
 
 // serveHub serves h and returns its URL.
@@ -51,6 +55,21 @@ func serveHub(t *testing.T, h *fakeHub) string {
 		w.Write([]byte(h.Logs))
 	})
 	mux.HandleFunc("POST /v1/nodes/{node}/workloads/{action}", h.restart)
+	mux.HandleFunc("GET /v1/images", func(w http.ResponseWriter, _ *http.Request) { fakeAnswer(w, 200, h.Images) })
+	mux.HandleFunc("PUT /v1/artifacts/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h.artifacts = append(h.artifacts, r.PathValue("ref")+" "+strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/images", func(w http.ResponseWriter, r *http.Request) {
+		var req api.ImagePush
+		json.NewDecoder(r.Body).Decode(&req)
+		var out []api.Image
+		for _, n := range req.Names {
+			out = append(out, api.Image{Name: n, Ref: req.Ref, Size: 3 << 20})
+		}
+		fakeAnswer(w, 200, out)
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		defer h.mu.Unlock()

@@ -216,3 +216,12 @@ func TestServer_Telemetry(t *testing.T) {
 		t.Fatalf("bad subject = %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestServer_ImagesWithoutStore(t *testing.T) {
+	for _, method := range []string{"GET", "POST"} {
+		resp, body := serve(t, &fake{}, method, "/v1/images", `{"names":["a:1"],"ref":"sha256:abc"}`)
+		if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(body, "this hub has no image store") {
+			t.Errorf("%s /v1/images without an image store = %d %s; want 501", method, resp.StatusCode, body)
+		}
+	}
+}
