@@ -5,13 +5,15 @@
 // binary size, and WASM start with a cold and a warm compilation cache
 // (the agent figures); apply → running through a hub, bytes on the wire of
 // an idle node, and convergence after a reconnect with queued changes (the
-// hub figures); and one hub with 1,000 simulated agents (the fleet figure).
+// hub figures); one hub with 1,000 simulated agents (the fleet figure);
+// telemetry through a node's outbox; and an image archive distributed to
+// ten agents, and resumed after a cut (the image figures).
 //
 // Run it from the repository root:
 //
 //	go run ./bench                           # print the table
 //	go run ./bench -o markdown               # print it as markdown
-//	go run ./bench -only hub                 # only the hub figures (agent, hub, fleet, telemetry)
+//	go run ./bench -only hub                 # only the hub figures (agent, hub, fleet, telemetry, images)
 //	go run ./bench -write docs/benchmarks.md # regenerate the benchmarks page
 //
 // It builds a stripped atoll binary into a temporary directory, runs real
@@ -54,7 +56,7 @@ type options struct {
 }
 
 // groups of figures, for -only.
-var groups = []string{"agent", "hub", "fleet", "telemetry"}
+var groups = []string{"agent", "hub", "fleet", "telemetry", "images"}
 
 // runs reports whether group g is to be measured.
 func (o options) runsGroup(g string) bool {
@@ -72,12 +74,12 @@ func run() int {
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of each start-up figure (the median is reported)")
 	fs.StringVar(&o.out, "o", "text", "table format: text or markdown")
 	fs.StringVar(&o.write, "write", "", "also write the benchmarks page (intro, command, machine, table, method, notes) to this file")
-	fs.StringVar(&o.only, "only", "", "measure only these groups of figures, comma-separated: agent, hub, fleet, telemetry (default all)")
+	fs.StringVar(&o.only, "only", "", "measure only these groups of figures, comma-separated: agent, hub, fleet, telemetry, images (default all)")
 	fs.IntVar(&o.hubRuns, "hub-runs", 30, "applies timed for apply → running on a connected node")
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "window of the idle-node bytes figure")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated agents of the fleet figure")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [-runs N] [-reps N] [-hub-runs N] [-idle D] [-fleet N] [-only agent,hub,fleet,telemetry] [-o text|markdown] [-write docs/benchmarks.md]\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [-runs N] [-reps N] [-hub-runs N] [-idle D] [-fleet N] [-only agent,hub,fleet,telemetry,images] [-o text|markdown] [-write docs/benchmarks.md]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -209,6 +211,12 @@ func measure(ctx context.Context, o options) (r results, err error) {
 		step(fmt.Sprintf("telemetry: %d records into a cut-off node's outbox, twice, then the drain", telemetryRecords))
 		if r.telemetry, err = h.measureTelemetry(ctx); err != nil {
 			return r, fmt.Errorf("telemetry: %w", err)
+		}
+	}
+	if o.runsGroup("images") {
+		step(fmt.Sprintf("images: a %d MB image to %d nodes, then a download cut halfway", imageLayer/1_000_000, imageNodes))
+		if r.images, err = h.measureImages(ctx); err != nil {
+			return r, fmt.Errorf("images: %w", err)
 		}
 	}
 	return r, nil

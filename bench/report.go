@@ -27,6 +27,8 @@ type results struct {
 	fleet    fleetResult
 	// telemetry.go
 	telemetry telemetryResult
+	// images.go
+	images imagesResult
 }
 
 // Targets.
@@ -83,6 +85,9 @@ func (r results) rows() []row {
 	}
 	if r.opts.runsGroup("telemetry") {
 		out = append(out, r.telemetryRows()...)
+	}
+	if r.opts.runsGroup("images") {
+		out = append(out, r.imagesRows()...)
 	}
 	return out
 }
@@ -311,6 +316,7 @@ limits. Durations are wall-clock times taken by the bench process.
 		float64(r.wasm.module)/(1<<20), len(r.wasm.cold))
 	b.WriteString(r.hubMethod(7))
 	b.WriteString(r.telemetryMethod(11))
+	b.WriteString(r.imagesMethod(12))
 
 	b.WriteString("\n## Notes\n\n")
 	fmt.Fprintf(&b, "- atoll starts no helper process per workload: an exec workload is one process, a child of the agent, writing\n"+
