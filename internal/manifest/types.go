@@ -69,7 +69,7 @@ type WASMSpec struct {
 }
 
 // ContainerSpec runs an OCI container through the node's container engine,
-// from an image already present on the node.
+// from an image in the hub's image store, on the node, or in its registry.
 type ContainerSpec struct {
 	Image string `json:"image"`
 	// Command replaces the image's entrypoint, Args its command.
