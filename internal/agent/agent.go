@@ -180,6 +180,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer b.Close()
 		a.broker = b
+		// A power cut can cost the outbox its last records (it fsyncs in
+		// batches), ones the hub may already hold: numbering new records
+		// like them would make the hub skip them. Start past the last
+		// record the hub is known to hold, before any workload publishes.
+		cur, err := hubNode{a}.TelemetryCursor(b.Epoch())
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if err := b.Forwarded(ctx, cur); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
 		env["ATOLL_NATS_URL"] = b.URL()
 		if b.MQTTAddr() != "" {
 			env["ATOLL_MQTT_ADDR"] = b.MQTTAddr()

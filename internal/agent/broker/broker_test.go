@@ -257,3 +257,23 @@ func readFull(c net.Conn, b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+func TestBroker_ForwardedPastTheEndMovesTheNextSequence(t *testing.T) {
+	ctx := context.Background()
+	b := start(t, broker.Config{DataDir: t.TempDir(), Name: "n1"})
+	if err := b.SetSubjects(ctx, []string{"sensors.>"}); err != nil {
+		t.Fatal(err)
+	}
+	_, js := app(t, b)
+	publish(t, js, "sensors.a", 3)
+	// The hub holds up to 10 (the outbox lost 4..10 in a power cut): the
+	// next record must not reuse those numbers.
+	if err := b.Forwarded(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, "sensors.a", 1)
+	recs, dropped, err := b.Read(ctx, 10, 1<<20)
+	if err != nil || dropped != 0 || len(recs) != 1 || recs[0].Seq != 11 {
+		t.Fatalf("after Forwarded(10) past the end: %+v, %d dropped, %v; want one record, seq 11", recs, dropped, err)
+	}
+}

@@ -62,7 +62,9 @@ func (u *Uplink) forwardLoop(ctx context.Context, nc *nats.Conn) {
 			u.mu.Lock()
 			conn := u.conns
 			u.mu.Unlock()
-			err := u.forwardAll(ctx, nc, synced != conn)
+			cctx, cancel := u.onThisConnection(ctx)
+			err := u.forwardAll(cctx, nc, synced != conn)
+			cancel()
 			if err == nil {
 				synced = conn
 			} else if errors.Is(err, errRefused) {

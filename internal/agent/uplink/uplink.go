@@ -111,6 +111,9 @@ type Uplink struct {
 	done      []string // commands carried out, not yet acknowledged; guarded by mu
 	sentHello bool     // since the last (re)connect; guarded by mu
 	conns     uint64   // (re)connects so far; guarded by mu
+	// dropped is closed when the current connection drops (and made anew
+	// on the next); guarded by mu.
+	dropped chan struct{}
 	healthy   bool     // the last heartbeat round succeeded; guarded by mu
 	// stalls counts consecutive heartbeat rounds that timed out; after
 	// maxStalls the connection is redialled rather than left to the
@@ -260,6 +263,12 @@ func (u *Uplink) judge(nc *nats.Conn, err error) {
 
 func (u *Uplink) setConnected(up bool) {
 	u.mu.Lock()
+	if up && !u.connected {
+		u.dropped = make(chan struct{})
+	}
+	if !up && u.connected {
+		close(u.dropped)
+	}
 	u.connected = up
 	if up {
 		u.sentHello = false
@@ -270,6 +279,28 @@ func (u *Uplink) setConnected(up bool) {
 		u.poke()
 		u.pokeForward()
 	}
+}
+
+// onThisConnection returns a context that ends when ctx does or when the
+// current connection drops: a request whose connection broke gets no
+// answer, and need not wait out its timeout to learn that.
+func (u *Uplink) onThisConnection(ctx context.Context) (context.Context, context.CancelFunc) {
+	u.mu.Lock()
+	dropped := u.dropped
+	u.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	if dropped == nil {
+		cancel() // not connected
+		return ctx, cancel
+	}
+	go func() {
+		select {
+		case <-dropped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // statusDebounce is how long the loop waits after a status change before
