@@ -58,6 +58,21 @@ func printInfo(w io.Writer, info localapi.NodeInfo) error {
 		}
 		tableRow(tw, "Runtimes:", strings.TrimPrefix(rts, "; "))
 	}
+	if info.Hub != "" {
+		link := "disconnected"
+		if info.HubConnected {
+			link = "connected"
+		}
+		tableRow(tw, "Hub:", fmt.Sprintf("%s, %s; plan revision %d stored, %d applied",
+			info.Hub, link, info.StoredRevision, info.AppliedRevision))
+	}
+	if info.Broker != "" {
+		b := info.Broker
+		if info.MQTT != "" {
+			b += ", MQTT " + info.MQTT
+		}
+		tableRow(tw, "Broker:", fmt.Sprintf("%s; %d messages waiting for the hub", b, info.Outbox))
+	}
 	tableRow(tw, "Store:", store)
 	tableRow(tw, "Version:", info.Version)
 	return tw.Flush()

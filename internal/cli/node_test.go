@@ -216,11 +216,15 @@ func TestNodeEvents(t *testing.T) {
 func TestNodeInfo(t *testing.T) {
 	n := &localapitest.Node{NodeInfo: localapi.NodeInfo{Name: "kiosk-7", Labels: map[string]string{"site": "p3", "role": "kiosk"},
 		CapacityMemory: 512 << 20, CapacityMilliCPU: 1500, Limits: "cgroup v1", Version: "v0.1.0",
-		Runtimes: []string{"exec", "wasm"}, UnavailableRuntimes: map[string]string{"container": "no Docker engine at unix:///x.sock: refused"}}}
+		Runtimes: []string{"exec", "wasm"}, UnavailableRuntimes: map[string]string{"container": "no Docker engine at unix:///x.sock: refused"},
+		Hub: "nats://hub:4222", HubConnected: true, StoredRevision: 7, AppliedRevision: 6,
+		Broker: "nats://127.0.0.1:4223", MQTT: "127.0.0.1:1883", Outbox: 12}}
 	dir := agentDir(t, n)
 	code, out, _ := atoll(t, nil, "node", "info", "--data", dir)
 	for _, want := range []string{"Name:", "kiosk-7", "role=kiosk,site=p3", "memory 512Mi, cpu 1500m", "cgroup v1", "Store:      ok", "v0.1.0",
-		"Runtimes:   exec, wasm; not container: no Docker engine at unix:///x.sock: refused"} {
+		"Runtimes:   exec, wasm; not container: no Docker engine at unix:///x.sock: refused",
+		"Hub:        nats://hub:4222, connected; plan revision 7 stored, 6 applied",
+		"Broker:     nats://127.0.0.1:4223, MQTT 127.0.0.1:1883; 12 messages waiting for the hub"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("info output lacks %q:\n%s", want, out)
 		}
