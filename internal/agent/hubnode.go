@@ -10,6 +10,7 @@ import (
 	"maps"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,10 +160,41 @@ func (h hubNode) SetTelemetryCursor(epoch string, seq uint64) error {
 	return err
 }
 
-// TelemetryDropped reports outbox records dropped before the hub had them.
+// keyTelemetryDropped counts the outbox records ever dropped before the
+// hub had them.
+const keyTelemetryDropped = "telemetry.dropped"
+
+// TelemetryDropped reports outbox records dropped before the hub had
+// them, and counts them.
 func (h hubNode) TelemetryDropped(n uint64) {
 	h.a.event("", "telemetry-dropped", fmt.Sprintf(
 		"%d messages for the hub were dropped, oldest first: the outbox's disk budget (--outbox-bytes) was full", n))
+	total, err := h.telemetryDroppedTotal()
+	if err == nil {
+		_, err = h.a.store.PutValue(keyTelemetryDropped, strconv.AppendUint(nil, total+n, 10))
+	}
+	if err != nil {
+		h.a.log.Error("count dropped telemetry", "err", err)
+	}
+}
+
+func (h hubNode) telemetryDroppedTotal() (uint64, error) {
+	b, err := h.a.store.Value(keyTelemetryDropped)
+	if err != nil || b == nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(b), 10, 64)
+}
+
+// telemetryMetrics reads the outbox's depth and drop count.
+func (h hubNode) telemetryMetrics() (wire.TelemetryMetrics, error) {
+	var m wire.TelemetryMetrics
+	var err error
+	if m.Pending, err = h.a.broker.Pending(context.Background()); err != nil {
+		return m, err
+	}
+	m.Dropped, err = h.telemetryDroppedTotal()
+	return m, err
 }
 
 // EventCursor is the last event the hub acknowledged.

@@ -92,6 +92,7 @@ type metricsSample struct {
 	outbox               int
 	outboxDropped        uint64
 	outboxCapacity       int
+	telemetry            *wire.TelemetryMetrics
 	link                 string
 	linkUp               bool
 	linkChanges          int64
@@ -129,6 +130,13 @@ func (h hubNode) sample(now time.Time, ws []wire.WorkloadStatus) metricsSample {
 		s.outboxDropped = n
 	} else {
 		errs = append(errs, err)
+	}
+	if h.a.broker != nil {
+		if tm, err := h.telemetryMetrics(); err == nil {
+			s.telemetry = &tm
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	if link, err := defaultRouteLink(routesPath); err == nil && link != "" {
 		s.link = link
@@ -262,6 +270,9 @@ func (w *metricsWindow) add(smp metricsSample) {
 	if smp.outboxOK {
 		n.Outbox, n.OutboxCapacity = smp.outbox, smp.outboxCapacity
 		n.OutboxDropped = smp.outboxDropped
+	}
+	if smp.telemetry != nil {
+		n.Telemetry = smp.telemetry
 	}
 	if smp.link != "" {
 		if n.Link == "" {

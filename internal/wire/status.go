@@ -97,6 +97,10 @@ type NodeMetrics struct {
 	// first, before the hub had them (each drop is also reported by an
 	// events-dropped event).
 	OutboxDropped uint64 `json:"outboxDropped,omitempty"`
+	// Telemetry is set when the node runs a broker: the messages its
+	// outbox holds for the hub at the last sample, and how many it ever
+	// dropped before the hub had them (docs/telemetry.md).
+	Telemetry *TelemetryMetrics `json:"telemetry,omitempty"`
 	// Link is the network interface of the default route ("" when the
 	// node has none). LinkUp says whether it was up at every sample of
 	// the window; LinkChanges is its carrier-change counter (link flaps
@@ -115,4 +119,10 @@ type WorkloadMetrics struct {
 	// CPUSeconds is the process's user plus system CPU time at the last
 	// sample: a counter that restarts from zero with the process.
 	CPUSeconds float64 `json:"cpuSeconds"`
+}
+
+// TelemetryMetrics describes a node's telemetry outbox.
+type TelemetryMetrics struct {
+	Pending uint64 `json:"pending"`
+	Dropped uint64 `json:"dropped"`
 }

@@ -145,6 +145,10 @@ var (
 		"Events the node keeps before it drops the oldest.", "node")
 	nodeOutboxDropped = desc("atoll_node_outbox_dropped_events_total",
 		"Events the node dropped, oldest first, before the hub had them.", "node")
+	nodeTelemetryPending = desc("atoll_node_telemetry_outbox_messages",
+		"Messages the node's broker holds for the hub, at the summary's last sample (nodes with a broker).", "node")
+	nodeTelemetryDropped = desc("atoll_node_telemetry_dropped_messages_total",
+		"Messages the node's broker dropped, oldest first, before the hub had them (nodes with a broker).", "node")
 	nodeLinkUp = desc("atoll_node_link_up",
 		"1 when the interface of the node's default route was up at every sample of the summary window.", "node")
 	nodeLinkChanges = desc("atoll_node_link_changes_total",
@@ -166,7 +170,7 @@ var (
 var descs = []*prometheus.Desc{
 	nodeConnected, nodeLastSeen, nodePlanRevision, nodeAppliedRevision, nodeMetricsTime,
 	nodeMemTotal, nodeMemAvailable, nodeDiskTotal, nodeDiskAvailable, nodeLoad1, nodeLoad5, nodeLoad15,
-	nodeOutbox, nodeOutboxCapacity, nodeOutboxDropped, nodeLinkUp, nodeLinkChanges,
+	nodeOutbox, nodeOutboxCapacity, nodeOutboxDropped, nodeTelemetryPending, nodeTelemetryDropped, nodeLinkUp, nodeLinkChanges,
 	workloadRunning, workloadStopped, workloadRestarts, workloadMemory, workloadCPU,
 }
 
@@ -259,6 +263,10 @@ func collectNode(ch chan<- prometheus.Metric, n api.Node, st wire.Status) {
 		gauge(ch, nodeOutbox, float64(m.Node.Outbox), node)
 		gauge(ch, nodeOutboxCapacity, float64(m.Node.OutboxCapacity), node)
 		counter(ch, nodeOutboxDropped, float64(m.Node.OutboxDropped), node)
+	}
+	if t := m.Node.Telemetry; t != nil {
+		gauge(ch, nodeTelemetryPending, float64(t.Pending), node)
+		counter(ch, nodeTelemetryDropped, float64(t.Dropped), node)
 	}
 	if m.Node.Link != "" {
 		gauge(ch, nodeLinkUp, boolean(m.Node.LinkUp), node)

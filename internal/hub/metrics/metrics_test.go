@@ -45,7 +45,8 @@ func full() fakeSource {
 			{Name: "web", Runtime: "exec", State: wire.StateRunning, Restarts: 1},
 		}, Metrics: &wire.Metrics{Start: now.Add(-time.Minute), End: now, Samples: 6,
 			Node: wire.NodeMetrics{MemTotal: 10, MemAvailable: 5, DiskTotal: 10, DiskAvailable: 5,
-				Load1: 1, Outbox: 1, OutboxCapacity: 10, Link: "eth0", LinkUp: true, LinkChanges: 1},
+				Load1: 1, Outbox: 1, OutboxCapacity: 10, Link: "eth0", LinkUp: true, LinkChanges: 1,
+				Telemetry: &wire.TelemetryMetrics{Pending: 3, Dropped: 1}},
 			Workloads: map[string]wire.WorkloadMetrics{"web": {RSS: 1, CPUSeconds: 1}}}}},
 		plans: []wire.Plan{{Node: "n1", Revision: 3, Workloads: []wire.PlanWorkload{
 			{Workload: manifest.Workload{Metadata: manifest.Metadata{Name: "web"}}},
@@ -78,7 +79,7 @@ var allSeries = []string{
 	"atoll_node_link_up", "atoll_node_load1", "atoll_node_load15", "atoll_node_load5",
 	"atoll_node_memory_available_bytes", "atoll_node_memory_total_bytes", "atoll_node_metrics_timestamp_seconds",
 	"atoll_node_outbox_capacity_events", "atoll_node_outbox_dropped_events_total", "atoll_node_outbox_events",
-	"atoll_node_plan_revision",
+	"atoll_node_plan_revision", "atoll_node_telemetry_dropped_messages_total", "atoll_node_telemetry_outbox_messages",
 	"atoll_workload_cpu_seconds_total", "atoll_workload_memory_bytes", "atoll_workload_restarts_total",
 	"atoll_workload_running", "atoll_workload_stopped",
 }
@@ -121,7 +122,7 @@ func TestCollector_NoSummaryNoResourceSeries(t *testing.T) {
 	src.statuses[0].Metrics = &m
 	for _, name := range emitted(t, src) {
 		if strings.Contains(name, "memory_total") || strings.Contains(name, "disk") || strings.Contains(name, "outbox") ||
-			strings.Contains(name, "link") {
+			strings.Contains(name, "link") || strings.Contains(name, "telemetry") {
 			t.Errorf("unmeasured node: %s emitted", name)
 		}
 	}
