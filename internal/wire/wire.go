@@ -43,8 +43,9 @@ import (
 //	   outside the status digest); no version bump: an older hub ignores
 //	   the field, an older agent leaves it out.
 //	1: 2026-12-06: TelemetryBatch / TelemetryAck on SubjectTelemetry, and
-//	   optional Event.Log; an older hub does not answer telemetry, and the
-//	   agent keeps the records until one does.
+//	   optional Event.Log and NodeMetrics.OutboxDropped / .Telemetry; an
+//	   older hub does not answer telemetry, and the agent keeps the records
+//	   until one does.
 //	1: 2026-12-06: optional PlanWorkload.ImageArtifact (the image tarball
 //	   in the hub's artifact store that a container workload's image comes
 //	   from) and Status.Images (the image tarballs in the node's cache); an
