@@ -19,7 +19,7 @@ import (
 const publishTimeout = 5 * time.Second
 
 func newPublishCmd(e *env) *cobra.Command {
-	var url string
+	var url, id string
 	cmd := &cobra.Command{
 		Use:   "publish SUBJECT [DATA]",
 		Short: "Publish a message on the node's broker (from a workload's script)",
@@ -27,7 +27,8 @@ func newPublishCmd(e *env) *cobra.Command {
 			"$ATOLL_NATS_URL, which the agent gives its workloads. When a workload on the\n" +
 			"node forwards SUBJECT (spec.forward), it returns once the node's outbox has\n" +
 			"stored the message, which then reaches the hub, store-and-forward; otherwise\n" +
-			"the message goes to the node's local subscribers only, and a note says so.",
+			"the message goes to the node's local subscribers only, and a note says so.\n" +
+			"--id names the message: a retry with the same id within two minutes is stored once.",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := subject.Check(args[0], false); err != nil {
@@ -50,7 +51,7 @@ func newPublishCmd(e *env) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), publishTimeout)
 			defer cancel()
-			forwarded, err := publishOnce(ctx, url, args[0], data)
+			forwarded, err := publishOnce(ctx, url, args[0], id, data)
 			if err != nil {
 				return err
 			}
@@ -61,12 +62,13 @@ func newPublishCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&url, "broker", "", "the node broker's NATS URL (default: $ATOLL_NATS_URL)")
+	cmd.Flags().StringVar(&id, "id", "", "the message's id (Nats-Msg-Id), so a retry is stored once")
 	return cmd
 }
 
 // publishOnce publishes data on subj: into the outbox if it captures subj
 // (forwarded), else to subscribers only.
-func publishOnce(ctx context.Context, url, subj string, data []byte) (forwarded bool, err error) {
+func publishOnce(ctx context.Context, url, subj, id string, data []byte) (forwarded bool, err error) {
 	nc, err := nats.Connect(url, nats.Name("atoll-publish"), nats.Timeout(publishTimeout))
 	if err != nil {
 		return false, fmt.Errorf("broker %s: %w", url, err)
@@ -88,7 +90,11 @@ func publishOnce(ctx context.Context, url, subj string, data []byte) (forwarded 
 	case err != nil:
 		return false, fmt.Errorf("publish %s: %w", subj, err)
 	}
-	if _, err := js.Publish(ctx, subj, data); err != nil {
+	var opts []jetstream.PublishOpt
+	if id != "" {
+		opts = append(opts, jetstream.WithMsgID(id))
+	}
+	if _, err := js.Publish(ctx, subj, data, opts...); err != nil {
 		return false, fmt.Errorf("publish %s: %w", subj, err)
 	}
 	return true, nil

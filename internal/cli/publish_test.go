@@ -27,8 +27,14 @@ func TestPublish(t *testing.T) {
 	if code, out, errOut := atoll(t, vars, "publish", "sensors.temp", "21.5"); code != 0 || out != "" || errOut != "" {
 		t.Fatalf("publish = %d %q %q", code, out, errOut)
 	}
+	// With an id, a retry is stored once.
+	for range 2 {
+		if code, _, errOut := atoll(t, vars, "publish", "--id", "r-1", "sensors.temp", "21.6"); code != 0 {
+			t.Fatalf("publish --id = %d %q", code, errOut)
+		}
+	}
 	recs, _, err := b.Read(ctx, 0, 1<<20)
-	if err != nil || len(recs) != 1 || recs[0].Subject != "sensors.temp" || string(recs[0].Data) != "21.5" {
+	if err != nil || len(recs) != 2 || recs[0].Subject != "sensors.temp" || string(recs[0].Data) != "21.5" || string(recs[1].Data) != "21.6" {
 		t.Fatalf("outbox holds %+v, %v", recs, err)
 	}
 
