@@ -53,6 +53,7 @@ type cluster struct {
 	aux     string // manifests written by the test
 	toxi    *toxiproxy.ApiServer
 	mon     *monitor
+	broker  bool // agents run a broker on 127.0.0.1:4223 (withBroker)
 
 	mu       sync.Mutex
 	timeline []string // guarded by mu
@@ -71,9 +72,12 @@ type node struct {
 
 // newCluster starts a hub and n agents and waits until the hub shows every
 // node connected. Everything it creates is removed when the test ends.
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int, opts ...func(*cluster)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, id: runID + "-" + randHex(3), start: time.Now(), aux: t.TempDir(), toxi: newToxiServer()}
+	for _, o := range opts {
+		o(c)
+	}
 	c.network = "atoll-e2e-" + c.id
 	c.hubName = "atoll-e2e-" + c.id + "-hub"
 	t.Cleanup(c.cleanup)
@@ -178,8 +182,12 @@ func (c *cluster) runHub() {
 // writes its PID to /tmp/agent.pid.
 func (n *node) run() {
 	n.c.t.Helper()
-	loop := fmt.Sprintf("while :; do /atoll agent --data /data --name %s --labels %s --hub nats://%s --heartbeat %s --pressure-threshold off & echo $! > /tmp/agent.pid; wait $!; sleep 0.2; done",
-		n.name, n.labels, n.link.Addr(), heartbeat)
+	broker := ""
+	if n.c.broker {
+		broker = " --broker 127.0.0.1:4223"
+	}
+	loop := fmt.Sprintf("while :; do /atoll agent --data /data --name %s --labels %s --hub nats://%s --heartbeat %s --pressure-threshold off%s & echo $! > /tmp/agent.pid; wait $!; sleep 0.2; done",
+		n.name, n.labels, n.link.Addr(), heartbeat, broker)
 	args := append(append([]string{"run", "-d", "--init", "--name", n.container, "--hostname", n.name}, n.c.labels()...),
 		"--network", n.c.network, "--ip", n.ip, image, "sh", "-c", loop)
 	if _, err := n.c.docker(args...); err != nil {
@@ -522,6 +530,7 @@ type workload struct {
 	selector map[string]string // placement.nodeSelector
 	policy   string            // restart policy; default always
 	module   string            // wasm module reference; runtime wasm when set
+	forward  []string          // spec.forward
 }
 
 func (w workload) manifest() map[string]any {
@@ -554,6 +563,9 @@ func (w workload) manifest() map[string]any {
 		placement["nodeSelector"] = w.selector
 	}
 	spec["placement"] = placement
+	if len(w.forward) > 0 {
+		spec["forward"] = w.forward
+	}
 	return map[string]any{
 		"apiVersion": "atoll.dev/v1",
 		"kind":       "Workload",
@@ -561,6 +573,9 @@ func (w workload) manifest() map[string]any {
 		"spec":       spec,
 	}
 }
+
+// withBroker runs every agent of the cluster with a broker.
+func withBroker(c *cluster) { c.broker = true }
 
 // sleeper is a workload that runs until stopped.
 func sleeper(name string, nodes ...string) workload {
