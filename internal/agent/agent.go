@@ -223,6 +223,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	go a.rotateLogs(ctx)
 	go a.forwardChanges(ctx)
+	if a.broker != nil {
+		go a.sampleAlways(ctx)
+	}
 	if a.cfg.Hub != "" {
 		ucfg := uplink.Config{URL: a.cfg.Hub, Node: hubNode{a}, Heartbeat: a.cfg.Heartbeat, ForwardRate: a.cfg.ForwardRate, Logger: a.log}
 		if a.broker != nil {

@@ -18,6 +18,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"atoll.dev/atoll/internal/agent/broker"
 	"atoll.dev/atoll/internal/manifest"
 	"atoll.dev/atoll/internal/wire"
 )
@@ -75,7 +77,9 @@ func (h hubNode) updateMetrics(ws []wire.WorkloadStatus, statusBytes int) (*wire
 	s := h.a.metrics
 	now := time.Now()
 	if s.due(now) {
-		s.add(h.sample(now, ws), statusBytes)
+		if closed := s.add(h.sample(now, ws), statusBytes); closed != nil && h.a.broker != nil {
+			h.keepMetrics(closed)
+		}
 	}
 	return s.latest()
 }
@@ -202,13 +206,14 @@ func (s *metricsSampler) due(now time.Time) bool {
 // length after its start, or after a gap; a closed window is released
 // when a release is due and the window is fresh (it ended at the previous
 // sample, not before a gap).
-func (s *metricsSampler) add(smp metricsSample, statusBytes int) {
+func (s *metricsSampler) add(smp metricsSample, statusBytes int) (closed *wire.Metrics) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gap := !s.last.IsZero() && smp.at.Sub(s.last) > metricsGap*s.every
 	if s.cur != nil && (gap || smp.at.Sub(s.cur.m.Start) >= s.window()) {
 		m := s.cur.m
 		s.closed, s.cur = &m, nil
+		closed = &m
 		if !gap && !smp.at.Before(s.nextRelease) {
 			s.released++
 			s.nextRelease = smp.at.Add(s.period(statusBytes + statusFraming + metricsSize(&m)))
@@ -222,6 +227,38 @@ func (s *metricsSampler) add(smp metricsSample, statusBytes int) {
 	}
 	s.cur.add(smp)
 	s.last = smp.at
+	return closed
+}
+
+// keepMetrics keeps a closed window in the broker's outbox, which
+// forwards it to the hub like any record: the node's resource history
+// survives an outage, where the status carries only the latest window.
+func (h hubNode) keepMetrics(m *wire.Metrics) {
+	b, err := json.Marshal(m)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = h.a.broker.Keep(ctx, broker.MetricsSubject, b)
+		cancel()
+	}
+	if err != nil {
+		h.a.log.Warn("keep metrics summary", "err", err)
+	}
+}
+
+// sampleAlways takes the metrics samples on its own while the node has a
+// broker, connected or not (otherwise the uplink's status requests drive
+// them, which stop while the link is down), until ctx is done.
+func (a *Agent) sampleAlways(ctx context.Context) {
+	t := time.NewTicker(a.metrics.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hubNode{a}.Status()
+		}
+	}
 }
 
 // period is the time between releases for a status of size bytes.

@@ -2,6 +2,8 @@ package fleet_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -222,4 +224,64 @@ func TestFleet_TelemetryOverBudgetDropsOldestAndReports(t *testing.T) {
 		t.Fatalf("%d gaps in the readings at the hub, the last %d; want one gap and the last %d", gaps, next-1, count-1)
 	}
 	f.logf("the hub holds every reading but %d of the oldest published during the cut; %s", dropped, report.Message)
+}
+
+// TestFleet_MetricsHistorySurvivesAnOutage: a node with a broker keeps
+// every one-minute resource summary (here 6 heartbeats of 200 ms) in its
+// outbox, sampling on its own while the link is down, and forwards them:
+// the hub holds summaries for the whole outage, in order, none twice.
+func TestFleet_MetricsHistorySurvivesAnOutage(t *testing.T) {
+	f := newFleet(t)
+	f.startHub()
+	a := f.addNode("a", "", "--broker", fmt.Sprintf("127.0.0.1:%d", atolltest.FreePort(t)))
+	js := f.hubJetStream()
+	subj := wire.TelemetrySubjectPrefix + a.name + ".atoll.node.metrics"
+	summaries := func() ([]wire.Metrics, error) {
+		data, err := hubReadings(js, subj)
+		out := make([]wire.Metrics, len(data))
+		for i, d := range data {
+			if err := json.Unmarshal([]byte(d), &out[i]); err != nil {
+				return nil, fmt.Errorf("summary %d: %w", i, err)
+			}
+		}
+		return out, err
+	}
+	f.waitFor(0, func() error {
+		ms, err := summaries()
+		if err == nil && len(ms) == 0 {
+			err = errors.New("no summary at the hub yet")
+		}
+		return err
+	})
+	cut := a.cut()
+	f.waitFor(0, func() error { // five windows go by with the link down
+		if d := time.Since(cut); d < 6*time.Second {
+			return fmt.Errorf("cut for %v", d)
+		}
+		return nil
+	})
+	healed := time.Now()
+	a.proxy.Restore()
+	f.logf("link of %s cut %v, restored", a.name, healed.Sub(cut).Round(time.Millisecond))
+	var during int
+	f.waitFor(0, func() error {
+		ms, err := summaries()
+		if err != nil {
+			return err
+		}
+		during = 0
+		for i, m := range ms {
+			if i > 0 && m.Start.Before(ms[i-1].End) {
+				t.Fatalf("summary %d starts at %v, before the previous one ends (%v): doubled or out of order", i, m.Start, ms[i-1].End)
+			}
+			if m.Start.After(cut) && m.End.Before(healed) {
+				during++
+			}
+		}
+		if during < 3 {
+			return fmt.Errorf("the hub holds %d summaries of windows inside the outage", during)
+		}
+		return nil
+	})
+	f.logf("the hub holds %d summaries of windows inside the %v outage", during, healed.Sub(cut).Round(time.Second))
 }

@@ -31,10 +31,11 @@ import (
 // Outbox is the name of the node's outbox stream.
 const Outbox = "ATOLL_OUTBOX"
 
-// noSubjects is what the outbox captures while no workload forwards
-// anything: a stream needs a subject, and no workload may publish under
-// "atoll." (subject.CheckForward).
-const noSubjects = "atoll.outbox.none"
+// MetricsSubject is where the agent keeps its one-minute resource
+// summaries for the hub; the outbox always captures it, beside what the
+// workloads forward. No workload may forward under "atoll."
+// (subject.CheckForward), so none can pose as the agent.
+const MetricsSubject = "atoll.node.metrics"
 
 // Defaults.
 const (
@@ -153,7 +154,7 @@ func (b *Broker) open(ctx context.Context) error {
 		nc.Close()
 		return err
 	}
-	cfg := b.streamConfig([]string{noSubjects})
+	cfg := b.streamConfig([]string{MetricsSubject})
 	s, err := b.js.Stream(ctx, Outbox)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = b.js.CreateStream(ctx, cfg)
@@ -205,10 +206,7 @@ func (b *Broker) update(ctx context.Context, subjects []string) error {
 // overlap are widened, subject.Capture). Records already in the outbox
 // stay.
 func (b *Broker) SetSubjects(ctx context.Context, patterns []string) error {
-	want := subject.Capture(patterns)
-	if len(want) == 0 {
-		want = []string{noSubjects}
-	}
+	want := subject.Capture(append(slices.Clone(patterns), MetricsSubject))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if slices.Equal(want, b.subjects) {
@@ -232,9 +230,6 @@ func (b *Broker) rewatchLocked() error {
 		_ = s.Unsubscribe()
 	}
 	b.watch = nil
-	if slices.Equal(b.subjects, []string{noSubjects}) {
-		return nil
-	}
 	for _, p := range b.subjects {
 		s, err := b.nc.Subscribe(p, func(*nats.Msg) {
 			select {
@@ -246,6 +241,15 @@ func (b *Broker) rewatchLocked() error {
 			return fmt.Errorf("watch outbox subjects: %w", err)
 		}
 		b.watch = append(b.watch, s)
+	}
+	return nil
+}
+
+// Keep stores data on subject in the outbox (the agent's own records,
+// MetricsSubject).
+func (b *Broker) Keep(ctx context.Context, subj string, data []byte) error {
+	if _, err := b.js.Publish(ctx, subj, data); err != nil {
+		return fmt.Errorf("outbox: keep %s: %w", subj, err)
 	}
 	return nil
 }
