@@ -2,6 +2,7 @@ package uplink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -38,7 +39,9 @@ func (u *Uplink) fetchLoop(ctx context.Context) {
 }
 
 // fetchArtifacts downloads refs over a new connection; the next heartbeat
-// round retries what failed. A broken connection ends the download at once.
+// round retries what failed. One artifact that fails (its bytes do not
+// match its reference, say) does not hold back the others; a broken
+// connection ends the downloads at once.
 func (u *Uplink) fetchArtifacts(ctx context.Context, refs []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -52,12 +55,16 @@ func (u *Uplink) fetchArtifacts(ctx context.Context, refs []string) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, ref := range refs {
 		if err := u.fetchArtifact(ctx, js, ref); err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
+			errs = append(errs, fmt.Errorf("%s: %w", ref, err))
+			if ctx.Err() != nil {
+				break
+			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // fetchArtifact downloads one artifact from the object store's stream
