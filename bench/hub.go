@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"time"
 
+	"atoll.dev/atoll/internal/atolltest"
 	"atoll.dev/atoll/internal/atolltest/linkproxy"
 
 	"atoll.dev/atoll/internal/client"
@@ -42,12 +42,8 @@ type hubProc struct {
 // freeAddr returns a loopback address with a port that was free a moment
 // ago.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	port, err := atolltest.UnusedPort()
+	return fmt.Sprintf("127.0.0.1:%d", port), err
 }
 
 // startHub starts `atoll hub` on a fresh data directory, its API and NATS on

@@ -5,6 +5,7 @@ package atolltest
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -28,16 +29,44 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no earlier call in this process returned (UnusedPort).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := UnusedPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
+
+// UnusedPort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no earlier call in this process returned: the kernel may hand the
+// same free port to two calls in a row, and a caller that asks for two
+// ports (a hub's HTTP and NATS) would then start one on the other's.
+func UnusedPort() (int, error) {
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		givenMu.Lock()
+		seen := given[port]
+		given[port] = true
+		givenMu.Unlock()
+		if !seen {
+			return port, nil
+		}
+	}
+	return 0, errors.New("no port that was not handed out before, in 100 tries")
+}
+
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{} // ports FreePort returned; guarded by givenMu
+)
 
 // Buffer is a bytes.Buffer that the code under test and the test may use
 // from different goroutines.
