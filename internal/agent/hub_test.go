@@ -440,7 +440,9 @@ func TestAgent_Hub_FetchesArtifactsAndVerifiesThem(t *testing.T) {
 	}
 	hub.setPlan("n1", 10, wasmW("sensor", ref), wasmW("forged", forged))
 	c, _ := runAgent(t, t.TempDir(), url)
-	atolltest.WaitFor(t, wait, func() error {
+	// The 2.6 MiB module's first compilation takes seconds, and many more
+	// under the race detector on a busy machine.
+	atolltest.WaitFor(t, 4*wait, func() error {
 		st, err := c.Status(context.Background())
 		if err != nil {
 			return err

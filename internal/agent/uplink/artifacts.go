@@ -2,7 +2,6 @@ package uplink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -17,54 +16,90 @@ import (
 // heartbeat round starts it again.
 const artifactStall = time.Minute
 
+// maxArtifactRetry caps the wait before an artifact that failed is tried
+// again; the wait starts at the heartbeat interval and doubles.
+const maxArtifactRetry = 5 * time.Minute
+
 // fetchLoop copies the artifacts the node is missing from the hub's object
 // store each time the sync loop asks, until ctx is done. Over a 64 kbit/s
 // link a module takes minutes, and heartbeats, plans, commands and events
 // must not wait for it: the fetch runs beside the sync loop, on a
 // connection of its own (on one connection a heartbeat reply would queue
-// behind every chunk the hub has sent), open only while it downloads.
+// behind every chunk the hub has sent), open only while it downloads. An
+// artifact that failed (its bytes do not match its reference, say) waits
+// before it is tried again, longer each time, rather than at every round.
 func (u *Uplink) fetchLoop(ctx context.Context) {
+	type retry struct {
+		at   time.Time
+		wait time.Duration
+	}
+	failed := map[string]retry{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-u.fetch:
 		}
-		if missing := u.cfg.Node.MissingArtifacts(); len(missing) > 0 {
-			if err := u.fetchArtifacts(ctx, missing); err != nil && ctx.Err() == nil {
-				u.cfg.Logger.Warn("fetch artifacts", "err", err)
+		now := time.Now()
+		var due []string
+		for _, ref := range u.cfg.Node.MissingArtifacts() {
+			if r, ok := failed[ref]; !ok || !now.Before(r.at) {
+				due = append(due, ref)
 			}
+		}
+		if len(due) == 0 {
+			continue
+		}
+		errs := u.fetchArtifacts(ctx, due)
+		if ctx.Err() != nil {
+			return
+		}
+		for _, ref := range due {
+			err, bad := errs[ref]
+			if !bad {
+				delete(failed, ref)
+				continue
+			}
+			wait := min(max(2*failed[ref].wait, u.cfg.Heartbeat), maxArtifactRetry)
+			failed[ref] = retry{at: time.Now().Add(wait), wait: wait}
+			u.cfg.Logger.Warn("fetch artifact", "ref", ref, "err", err, "retry in", wait)
 		}
 	}
 }
 
-// fetchArtifacts downloads refs over a new connection; the next heartbeat
-// round retries what failed. One artifact that fails (its bytes do not
-// match its reference, say) does not hold back the others; a broken
-// connection ends the downloads at once.
-func (u *Uplink) fetchArtifacts(ctx context.Context, refs []string) error {
+// fetchArtifacts downloads refs over a new connection and returns the
+// error of each that failed. One artifact that fails does not hold back
+// the others; a broken connection ends the downloads at once.
+func (u *Uplink) fetchArtifacts(ctx context.Context, refs []string) map[string]error {
+	errs := map[string]error{}
+	failAll := func(err error) map[string]error {
+		for _, ref := range refs {
+			errs[ref] = err
+		}
+		return errs
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	nc, err := nats.Connect(u.cfg.URL, nats.Name("atoll-agent-"+u.name+"-artifacts"),
 		nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { cancel() }))
 	if err != nil {
-		return err
+		return failAll(err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		return failAll(err)
 	}
-	var errs []error
 	for _, ref := range refs {
+		if ctx.Err() != nil {
+			errs[ref] = ctx.Err()
+			continue
+		}
 		if err := u.fetchArtifact(ctx, js, ref); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ref, err))
-			if ctx.Err() != nil {
-				break
-			}
+			errs[ref] = err
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // fetchArtifact downloads one artifact from the object store's stream
