@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,9 +102,27 @@ func (f *fleet) hubJetStream() jetstream.JetStream {
 	return js
 }
 
-// hubReadings reads every record on subj from the hub's telemetry stream,
-// oldest first, as users may: straight from NATS.
+// hubReadings reads the data of every record on subj from the hub's
+// telemetry stream, oldest first, as users may: straight from NATS.
 func hubReadings(js jetstream.JetStream, subj string) ([]string, error) {
+	recs, err := hubRecords(js, subj)
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.data
+	}
+	return out, err
+}
+
+// hubRecord is one record at the hub: its subject, its number in the
+// node's outbox (header Atoll-Seq) and its data.
+type hubRecord struct {
+	subject, data string
+	seq           uint64
+}
+
+// hubRecords reads every record on subj (a pattern) from the hub's
+// telemetry stream, oldest first.
+func hubRecords(js jetstream.JetStream, subj string) ([]hubRecord, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cons, err := js.OrderedConsumer(ctx, wire.TelemetryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
@@ -114,7 +133,7 @@ func hubReadings(js jetstream.JetStream, subj string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []hubRecord
 	for pending := info.NumPending; uint64(len(out)) < pending; {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -122,7 +141,11 @@ func hubReadings(js jetstream.JetStream, subj string) ([]string, error) {
 		}
 		n := 0
 		for m := range batch.Messages() {
-			out = append(out, string(m.Data()))
+			seq, err := strconv.ParseUint(m.Headers().Get(wire.HeaderSeq), 10, 64)
+			if err != nil {
+				return out, fmt.Errorf("record on %s: header %s: %w", m.Subject(), wire.HeaderSeq, err)
+			}
+			out = append(out, hubRecord{subject: m.Subject(), data: string(m.Data()), seq: seq})
 			n++
 		}
 		if err := batch.Error(); err != nil {
@@ -171,59 +194,73 @@ func TestFleet_TelemetryOverBudgetDropsOldestAndReports(t *testing.T) {
 	a.proxy.Restore()
 
 	js := f.hubJetStream()
-	var report wire.Event
+	// The outbox numbers every record it keeps (the readings, and the
+	// agent's own metrics summaries): once the hub holds the last reading,
+	// every number up to the highest it holds is there once or was
+	// reported dropped, and the readings are in order with one gap.
+	var recs []hubRecord
+	dropped := 0
 	f.waitFor(0, func() error {
+		var err error
+		if recs, err = hubRecords(js, wire.TelemetrySubjectPrefix+a.name+".>"); err != nil {
+			return err
+		}
+		if len(recs) == 0 || !slices.ContainsFunc(recs, func(r hubRecord) bool { return r.data == strconv.Itoa(count-1) }) {
+			return fmt.Errorf("the hub does not hold the last reading yet (%d records)", len(recs))
+		}
 		evs, err := f.hubEvents(a.name)
 		if err != nil {
 			return err
 		}
+		dropped = 0
 		for _, e := range evs {
+			var n int
 			if e.Type == "telemetry-dropped" {
-				report = e
-				return nil
+				if _, err := fmt.Sscanf(e.Message, "%d messages", &n); err != nil || n <= 0 {
+					t.Fatalf("telemetry-dropped says %q", e.Message)
+				}
+				dropped += n
 			}
 		}
-		return fmt.Errorf("no telemetry-dropped event at the hub:%s", briefEvents(evs))
-	})
-	var dropped int
-	if _, err := fmt.Sscanf(report.Message, "%d messages", &dropped); err != nil || dropped <= 0 {
-		t.Fatalf("telemetry-dropped says %q", report.Message)
-	}
-	var got []string
-	f.waitFor(0, func() error {
-		var err error
-		got, err = hubReadings(js, wire.TelemetrySubjectPrefix+a.name+".sensors.line1")
-		if err != nil {
-			return err
-		}
-		if len(got)+dropped < count {
-			return fmt.Errorf("the hub holds %d readings and %d were dropped, of %d", len(got), dropped, count)
+		if dropped == 0 {
+			return fmt.Errorf("no telemetry-dropped event at the hub:%s", briefEvents(evs))
 		}
 		return nil
 	})
-	if len(got)+dropped != count {
-		t.Fatalf("the hub holds %d readings and %d were reported dropped, of %d published", len(got), dropped, count)
+	held := map[uint64]bool{}
+	var last uint64
+	var readings []int
+	for _, r := range recs {
+		if held[r.seq] {
+			t.Fatalf("record %d is at the hub twice", r.seq)
+		}
+		held[r.seq], last = true, max(last, r.seq)
+		if strings.HasSuffix(r.subject, ".sensors.line1") {
+			n, err := strconv.Atoi(r.data)
+			if err != nil {
+				t.Fatalf("reading %q", r.data)
+			}
+			readings = append(readings, n)
+		}
 	}
-	// Readings forwarded before the cut, then one gap: the oldest of those
-	// published during the cut, exactly as many as reported.
+	if missing := int(last) - len(held); missing != dropped {
+		t.Fatalf("%d of the records up to %d are not at the hub, %d were reported dropped", missing, last, dropped)
+	}
 	next, gaps := 0, 0
-	for i, v := range got {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < next {
-			t.Fatalf("reading %d at the hub is %q after %d: doubled or out of order", i, v, next-1)
+	for i, n := range readings {
+		if n < next {
+			t.Fatalf("reading %d at the hub is %d after %d: doubled or out of order", i, n, next-1)
 		}
 		if n > next {
 			gaps++
-			if n-next != dropped {
-				t.Fatalf("readings %d..%d are missing at the hub, %d were reported dropped", next, n-1, dropped)
-			}
 		}
 		next = n + 1
 	}
 	if gaps != 1 || next != count {
 		t.Fatalf("%d gaps in the readings at the hub, the last %d; want one gap and the last %d", gaps, next-1, count-1)
 	}
-	f.logf("the hub holds every reading but %d of the oldest published during the cut; %s", dropped, report.Message)
+	f.logf("the hub holds %d of the outbox's %d records once each (readings in order, one gap); %d reported dropped",
+		len(held), last, dropped)
 }
 
 // TestFleet_MetricsHistorySurvivesAnOutage: a node with a broker keeps

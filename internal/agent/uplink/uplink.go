@@ -114,7 +114,7 @@ type Uplink struct {
 	// dropped is closed when the current connection drops (and made anew
 	// on the next); guarded by mu.
 	dropped chan struct{}
-	healthy   bool     // the last heartbeat round succeeded; guarded by mu
+	healthy bool // the last heartbeat round succeeded; guarded by mu
 	// stalls counts consecutive heartbeat rounds that timed out; after
 	// maxStalls the connection is redialled rather than left to the
 	// client's ping timeout. Only the loop goroutine touches it.
