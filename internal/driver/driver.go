@@ -10,7 +10,9 @@ package driver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -151,4 +153,33 @@ type Driver interface {
 	Stop(ctx context.Context, h Handle, grace time.Duration) error
 	// Inspect describes a running workload.
 	Inspect(ctx context.Context, h Handle) (Info, error)
+}
+
+// ErrBadHandle is wrapped by every error decoding a handle: another
+// driver's, another encoding version's, or a state that does not parse or
+// lacks what the driver needs.
+var ErrBadHandle = errors.New("not a handle of this driver")
+
+// NewHandle encodes a driver's state (JSON) as a handle.
+func NewHandle(driverName string, version int, state any) (Handle, error) {
+	data, err := json.Marshal(state)
+	if err != nil {
+		return Handle{}, fmt.Errorf("encode handle: %w", err)
+	}
+	return Handle{Driver: driverName, Version: version, State: data}, nil
+}
+
+// Decode reads h's state into state, if h was made by driverName with
+// this version.
+func (h Handle) Decode(driverName string, version int, state any) error {
+	if h.Driver != driverName {
+		return fmt.Errorf("decode handle: driver %q, want %q: %w", h.Driver, driverName, ErrBadHandle)
+	}
+	if h.Version != version {
+		return fmt.Errorf("decode handle: version %d, want %d: %w", h.Version, version, ErrBadHandle)
+	}
+	if err := json.Unmarshal(h.State, state); err != nil {
+		return fmt.Errorf("decode handle: %w: %w", ErrBadHandle, err)
+	}
+	return nil
 }

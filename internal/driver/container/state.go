@@ -1,8 +1,6 @@
 package container
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 
 	"atoll.dev/atoll/internal/driver"
@@ -26,29 +24,16 @@ type handleState struct {
 }
 
 func (s handleState) handle() (driver.Handle, error) {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return driver.Handle{}, fmt.Errorf("encode handle: %w", err)
-	}
-	return driver.Handle{Driver: driverName, Version: stateVersion, State: data}, nil
+	return driver.NewHandle(driverName, stateVersion, s)
 }
-
-// errBadHandle is wrapped by every handle decoding error.
-var errBadHandle = errors.New("not a container handle")
 
 func decodeHandle(h driver.Handle) (handleState, error) {
 	var s handleState
-	if h.Driver != driverName {
-		return s, fmt.Errorf("decode handle: driver %q: %w", h.Driver, errBadHandle)
-	}
-	if h.Version != stateVersion {
-		return s, fmt.Errorf("decode handle: version %d, want %d: %w", h.Version, stateVersion, errBadHandle)
-	}
-	if err := json.Unmarshal(h.State, &s); err != nil {
-		return s, fmt.Errorf("decode handle: %w", err)
+	if err := h.Decode(driverName, stateVersion, &s); err != nil {
+		return s, err
 	}
 	if s.ID == "" || s.Name == "" {
-		return s, fmt.Errorf("decode handle: name %q, id %q: %w", s.Name, s.ID, errBadHandle)
+		return s, fmt.Errorf("decode handle: name %q, id %q: %w", s.Name, s.ID, driver.ErrBadHandle)
 	}
 	return s, nil
 }

@@ -1,8 +1,6 @@
 package exec
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 
 	"atoll.dev/atoll/internal/cgroup"
@@ -34,29 +32,16 @@ type handleState struct {
 }
 
 func (s handleState) handle() (driver.Handle, error) {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return driver.Handle{}, fmt.Errorf("encode handle: %w", err)
-	}
-	return driver.Handle{Driver: driverName, Version: stateVersion, State: data}, nil
+	return driver.NewHandle(driverName, stateVersion, s)
 }
-
-// errBadHandle is wrapped by every handle decoding error.
-var errBadHandle = errors.New("not an exec handle")
 
 func decodeHandle(h driver.Handle) (handleState, error) {
 	var s handleState
-	if h.Driver != driverName {
-		return s, fmt.Errorf("decode handle: driver %q: %w", h.Driver, errBadHandle)
-	}
-	if h.Version != stateVersion {
-		return s, fmt.Errorf("decode handle: version %d, want %d: %w", h.Version, stateVersion, errBadHandle)
-	}
-	if err := json.Unmarshal(h.State, &s); err != nil {
-		return s, fmt.Errorf("decode handle: %w", err)
+	if err := h.Decode(driverName, stateVersion, &s); err != nil {
+		return s, err
 	}
 	if s.PID <= 0 || s.BootID == "" || s.StartTicks == 0 {
-		return s, fmt.Errorf("decode handle: pid %d, boot id %q, start %d: %w", s.PID, s.BootID, s.StartTicks, errBadHandle)
+		return s, fmt.Errorf("decode handle: pid %d, boot id %q, start %d: %w", s.PID, s.BootID, s.StartTicks, driver.ErrBadHandle)
 	}
 	return s, nil
 }

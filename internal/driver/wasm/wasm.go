@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -198,7 +197,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 		cancel:    cancel,
 		done:      make(chan struct{}),
 	}
-	st, err := json.Marshal(state{ID: in.id, SHA256: hex.EncodeToString(sum[:]), Module: path})
+	handle, err := driver.NewHandle(Name, stateVersion, state{ID: in.id, SHA256: hex.EncodeToString(sum[:]), Module: path})
 	if err != nil {
 		cancel()
 		_ = logFile.Close()
@@ -211,7 +210,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 
 	go in.run(runCtx, rt, start, logFile)
 
-	return driver.Handle{Driver: Name, Version: stateVersion, State: st}, nil
+	return handle, nil
 }
 
 // run calls _start, records how the module ended and releases everything the
@@ -249,7 +248,7 @@ func (in *instance) classify(err error) driver.Exit {
 func (d *Driver) Recover(_ context.Context, h driver.Handle) error {
 	st, err := decodeHandle(h)
 	if err != nil {
-		if errors.Is(err, errWrongDriver) {
+		if h.Driver != Name {
 			return fmt.Errorf("recover wasm workload: %w", err)
 		}
 		// Whatever the handle said, nothing of it runs in this process.
@@ -408,21 +407,13 @@ func (d *Driver) compile(ctx context.Context, code []byte, pages uint32) (wazero
 	return rt, compiled, nil
 }
 
-var errWrongDriver = errors.New("handle belongs to another driver")
-
 func decodeHandle(h driver.Handle) (state, error) {
-	if h.Driver != Name {
-		return state{}, fmt.Errorf("decode handle: %w: %q", errWrongDriver, h.Driver)
-	}
-	if h.Version != stateVersion {
-		return state{}, fmt.Errorf("decode handle: unsupported state version %d", h.Version)
-	}
 	var st state
-	if err := json.Unmarshal(h.State, &st); err != nil {
-		return state{}, fmt.Errorf("decode handle: %w", err)
+	if err := h.Decode(Name, stateVersion, &st); err != nil {
+		return state{}, err
 	}
 	if st.ID == "" {
-		return state{}, errors.New("decode handle: state has no instance id")
+		return state{}, fmt.Errorf("decode handle: no instance id: %w", driver.ErrBadHandle)
 	}
 	return st, nil
 }
