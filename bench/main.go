@@ -56,7 +56,7 @@ type options struct {
 }
 
 // groups of figures, for -only.
-var groups = []string{"agent", "hub", "fleet", "telemetry", "images"}
+var groups = []string{"agent", "hub", "fleet", "telemetry", "images", "container"}
 
 // runs reports whether group g is to be measured.
 func (o options) runsGroup(g string) bool {
@@ -74,12 +74,12 @@ func run() int {
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of each start-up figure (the median is reported)")
 	fs.StringVar(&o.out, "o", "text", "table format: text or markdown")
 	fs.StringVar(&o.write, "write", "", "also write the benchmarks page (intro, command, machine, table, method, notes) to this file")
-	fs.StringVar(&o.only, "only", "", "measure only these groups of figures, comma-separated: agent, hub, fleet, telemetry, images (default all)")
+	fs.StringVar(&o.only, "only", "", "measure only these groups of figures, comma-separated: agent, hub, fleet, telemetry, images, container (default all)")
 	fs.IntVar(&o.hubRuns, "hub-runs", 30, "applies timed for apply → running on a connected node")
 	fs.DurationVar(&o.idle, "idle", 60*time.Second, "window of the idle-node bytes figure")
 	fs.IntVar(&o.fleet, "fleet", 1000, "simulated agents of the fleet figure")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench [-runs N] [-reps N] [-hub-runs N] [-idle D] [-fleet N] [-only agent,hub,fleet,telemetry,images] [-o text|markdown] [-write docs/benchmarks.md]\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [-runs N] [-reps N] [-hub-runs N] [-idle D] [-fleet N] [-only agent,hub,fleet,telemetry,images,container] [-o text|markdown] [-write docs/benchmarks.md]\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -217,6 +217,12 @@ func measure(ctx context.Context, o options) (r results, err error) {
 		step(fmt.Sprintf("images: a %d MB image to %d nodes, then a download cut halfway", imageLayer/1_000_000, imageNodes))
 		if r.images, err = h.measureImages(ctx); err != nil {
 			return r, fmt.Errorf("images: %w", err)
+		}
+	}
+	if o.runsGroup("container") {
+		step(fmt.Sprintf("container: apply → running with the image present, %d times", o.reps))
+		if r.container, err = h.measureContainerStart(ctx, o.reps); err != nil {
+			return r, fmt.Errorf("container: %w", err)
 		}
 	}
 	return r, nil

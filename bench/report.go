@@ -25,8 +25,9 @@ type results struct {
 	hubApply hubApplyResult
 	link     linkResult
 	fleet    fleetResult
-	// telemetry.go
+	// telemetry.go, container.go
 	telemetry telemetryResult
+	container containerResult
 	// images.go
 	images imagesResult
 }
@@ -85,6 +86,9 @@ func (r results) rows() []row {
 	}
 	if r.opts.runsGroup("telemetry") {
 		out = append(out, r.telemetryRows()...)
+	}
+	if r.opts.runsGroup("container") {
+		out = append(out, r.containerRows()...)
 	}
 	if r.opts.runsGroup("images") {
 		out = append(out, r.imagesRows()...)
@@ -317,6 +321,7 @@ limits. Durations are wall-clock times taken by the bench process.
 	b.WriteString(r.hubMethod(7))
 	b.WriteString(r.telemetryMethod(11))
 	b.WriteString(r.imagesMethod(12))
+	b.WriteString(r.containerMethod(13))
 
 	b.WriteString("\n## Notes\n\n")
 	fmt.Fprintf(&b, "- atoll starts no helper process per workload: an exec workload is one process, a child of the agent, writing\n"+
