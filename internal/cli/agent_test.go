@@ -37,6 +37,8 @@ func TestAgent_BadFlags(t *testing.T) {
 		{[]string{"--labels", "novalue"}, "--labels"},
 		{[]string{"--event-retention", "-5"}, "--event-retention: -5: must be at least 1"},
 		{[]string{"--mqtt", "127.0.0.1:1883"}, "--mqtt: needs --broker"},
+		{[]string{"--broker", "nonsense"}, `broker: start nats: listen address "nonsense"`},
+		{[]string{"--broker", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"}, `MQTT address: "127.0.0.1:0": port must be 1-65535`},
 		{[]string{"--broker", "127.0.0.1:0", "--outbox-bytes", "10k"}, "--outbox-bytes: \"10k\": want a size of at least 1Mi"},
 		{[]string{"--broker", "127.0.0.1:0", "--forward-rate", "fast"}, "--forward-rate: \"fast\""},
 		{[]string{"--image-cache-bytes", "big"}, "--image-cache-bytes: \"big\": want a size, e.g. 2Gi"},
