@@ -19,6 +19,7 @@ import (
 	"atoll.dev/atoll/internal/agent/localapi"
 	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/agent/supervisor"
+	"atoll.dev/atoll/internal/agent/trim"
 	"atoll.dev/atoll/internal/agent/uplink"
 	"atoll.dev/atoll/internal/driver"
 	"atoll.dev/atoll/internal/driver/container"
@@ -220,6 +221,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: restore workloads: %w", err)
 	}
 	a.log.Info("agent started", "data", a.cfg.DataDir, "workloads", len(sup.Status()), "hub", a.cfg.Hub)
+	go a.trimAfterStart(ctx)
 
 	go a.rotateLogs(ctx)
 	go a.forwardChanges(ctx)
@@ -342,6 +344,27 @@ func (a *Agent) Info() localapi.NodeInfo {
 		info.Outbox, _ = a.broker.Pending(context.Background())
 	}
 	return info
+}
+
+// trimDelay is how long after its start the agent gives back the program
+// pages its start-up touched (package trim): by then the start-up work
+// (initialisation, restore, the first convergence) is done, and what the
+// agent keeps running faults its pages back in.
+const trimDelay = time.Second
+
+func (a *Agent) trimAfterStart(ctx context.Context) {
+	t := time.NewTimer(trimDelay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	if n, err := trim.Program(); err != nil {
+		a.log.Debug("trim program pages", "err", err)
+	} else {
+		a.log.Debug("trimmed program pages", "bytes", n)
+	}
 }
 
 // forwardChanges turns supervisor status changes into a.changed signals.
