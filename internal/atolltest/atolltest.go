@@ -6,7 +6,10 @@ package atolltest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +30,24 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// WaitForFile polls until the file at path contains want, and returns
+// its content.
+func WaitForFile(t testing.TB, timeout time.Duration, path, want string) string {
+	t.Helper()
+	var data []byte
+	WaitFor(t, timeout, func() error {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return err
+		}
+		if !strings.Contains(string(data), want) {
+			return fmt.Errorf("%s lacks %q:\n%s", path, want, data)
+		}
+		return nil
+	})
+	return string(data)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and

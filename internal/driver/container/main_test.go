@@ -122,19 +122,7 @@ func wait(t testing.TB, d *Driver, h driver.Handle) driver.Exit {
 // readLog polls until the log contains want and returns it.
 func readLog(t testing.TB, path, want string) string {
 	t.Helper()
-	var data []byte
-	atolltest.WaitFor(t, 10*time.Second, func() error {
-		var err error
-		data, err = os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(data), want) {
-			return fmt.Errorf("log %s lacks %q:\n%s", path, want, data)
-		}
-		return nil
-	})
-	return string(data)
+	return atolltest.WaitForFile(t, 10*time.Second, path, want)
 }
 
 // engineInspect is the engine's view of a container.

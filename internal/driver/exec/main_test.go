@@ -125,19 +125,7 @@ func wait(t *testing.T, d *Driver, h driver.Handle) driver.Exit {
 // readLog polls until the log contains want and returns it.
 func readLog(t *testing.T, path, want string) string {
 	t.Helper()
-	var data []byte
-	atolltest.WaitFor(t, 5*time.Second, func() error {
-		var err error
-		data, err = os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(data), want) {
-			return fmt.Errorf("log %s lacks %q:\n%s", path, want, data)
-		}
-		return nil
-	})
-	return string(data)
+	return atolltest.WaitForFile(t, 5*time.Second, path, want)
 }
 
 // gone reports nil once pid has exited (gone or a zombie).
