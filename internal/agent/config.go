@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"crypto/ecdh"
 	"log/slog"
 	"time"
 )
@@ -57,6 +58,15 @@ type Config struct {
 	MQTT   string
 	// WorkloadEnv is given to every workload, under its own variables.
 	WorkloadEnv map[string]string
+	// SecretKey is the node's private key, which opens the secrets its
+	// plan carries sealed; nil (a node not enrolled) blocks the workloads
+	// that reference secrets.
+	SecretKey *ecdh.PrivateKey
+	// SecretsDirs are tried in order for the workloads' secret files: the
+	// first on tmpfs is used. Default /dev/shm, $XDG_RUNTIME_DIR, /run;
+	// without tmpfs, file secrets block their workloads (they are never
+	// written to disk).
+	SecretsDirs []string
 	// OutboxBytes is the disk budget of the messages waiting for the hub;
 	// default broker.DefaultMaxBytes.
 	OutboxBytes int64

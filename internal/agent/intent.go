@@ -154,9 +154,14 @@ func (a *Agent) converge(ctx context.Context) error {
 	ws := make([]supervisor.Workload, 0, len(res.Workloads))
 	eff := make(map[string]manifest.Workload, len(res.Workloads))
 	images := planImages(plan)
+	secrets := planSecrets(plan)
 	var forward []string
 	for _, w := range res.Workloads {
-		ws = append(ws, supervisor.Workload{Name: w.Metadata.Name, Spec: w.Spec, Image: imageOf(w, images)})
+		sw := supervisor.Workload{Name: w.Metadata.Name, Spec: w.Spec, Image: imageOf(w, images)}
+		if pw, ok := secrets[w.Metadata.Name]; ok {
+			sw.Secrets, sw.SecretsBlocked = pw.Secrets, pw.SecretsBlocked
+		}
+		ws = append(ws, sw)
 		eff[w.Metadata.Name] = w
 		forward = append(forward, w.Spec.Forward...)
 	}

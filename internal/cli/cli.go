@@ -67,6 +67,7 @@ func newRoot(e *env) *cobra.Command {
 		newPublishCmd(e),
 	)
 	root.AddCommand(fleetCmds(e)...)
+	root.AddCommand(newAuditCmd(e))
 	return root
 }
 

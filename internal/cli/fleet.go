@@ -2,12 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"atoll.dev/atoll/internal/client"
+	"atoll.dev/atoll/internal/hub/api"
+	"atoll.dev/atoll/internal/manifest"
 )
 
 // defaultHubAddr is where `atoll hub` listens unless told otherwise.
@@ -71,42 +74,63 @@ func newApplyCmd(e *env) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR",
-		Short: "Create or update workloads on every node they target, through the hub",
-		Long: "Create or update workloads through the hub, which plans them onto every node they\n" +
-			"target. The manifests are validated here first: any problem is printed, one per\n" +
-			"line, and nothing is sent.",
+		Short: "Create or update workloads and secrets on every node they target, through the hub",
+		Long: "Create or update workloads and secrets through the hub, which plans them onto every\n" +
+			"node they target. The manifests are validated here first: any problem is printed,\n" +
+			"one per line, and nothing is sent. Secrets are sent before workloads, so that a\n" +
+			"workload that uses a secret applied with it can start at once.",
 		Args: cobra.NoArgs,
 	}
 	hub := addHubFlag(e, cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		ws, err := loadWorkloads(path)
+		docs, err := manifest.LoadAll(path)
 		if err != nil {
 			return err
+		}
+		if len(docs.Workloads) == 0 && len(docs.Secrets) == 0 {
+			return fmt.Errorf("no workloads or secrets in %s", path)
 		}
 		c, err := hub.client()
 		if err != nil {
 			return err
 		}
-		res, err := c.Apply(cmd.Context(), ws)
-		if err != nil {
-			return err
-		}
-		for _, r := range res {
-			if _, err := fmt.Fprintf(e.stdout, "workload/%s %s (%d %s)\n",
-				r.Name, r.Action, r.Targets, plural(r.Targets, "node", "nodes")); err != nil {
+		if len(docs.Secrets) > 0 {
+			res, err := c.ApplySecrets(cmd.Context(), docs.Secrets)
+			if err != nil {
+				return err
+			}
+			if err := printApplied(e.stdout, "secret", res); err != nil {
 				return err
 			}
 		}
-		return nil
+		if len(docs.Workloads) == 0 {
+			return nil
+		}
+		res, err := c.Apply(cmd.Context(), docs.Workloads)
+		if err != nil {
+			return err
+		}
+		return printApplied(e.stdout, "workload", res)
 	}
 	addFileFlag(cmd, &path)
 	return cmd
 }
 
+// printApplied prints one line per applied document: "kind/name action (N nodes)".
+func printApplied(w io.Writer, kind string, res []api.ApplyResult) error {
+	for _, r := range res {
+		if _, err := fmt.Fprintf(w, "%s/%s %s (%d %s)\n",
+			kind, r.Name, r.Action, r.Targets, plural(r.Targets, "node", "nodes")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newDeleteCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete",
-		Short: "Remove workloads from the hub's intent",
+		Short: "Remove workloads or secrets from the hub's intent",
 	}
 	hub := addHubFlag(e, cmd)
 	cmd.AddCommand(&cobra.Command{
@@ -123,6 +147,22 @@ func newDeleteCmd(e *env) *cobra.Command {
 				return err
 			}
 			_, err = fmt.Fprintf(e.stdout, "workload/%s deleted\n", args[0])
+			return err
+		},
+	}, &cobra.Command{
+		Use:     "secret NAME",
+		Aliases: []string{"secrets"},
+		Short:   "Remove a secret; workloads that use it cannot start on nodes that get their next plan",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := hub.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteSecret(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "secret/%s deleted\n", args[0])
 			return err
 		},
 	})

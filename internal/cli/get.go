@@ -30,6 +30,8 @@ func newGetCmd(e *env) *cobra.Command {
 			(*client.Hub).Workloads, func(ws []api.Workload) error { return printWorkloadsTable(e.stdout, ws, output == "wide") }),
 		newGetListCmd(e, hub, &output, "images", "image", "List the hub's image store: each image's archive and the nodes that have it",
 			(*client.Hub).Images, func(ims []api.Image) error { return printImagesTable(e.stdout, ims, output == "wide") }),
+		newGetListCmd(e, hub, &output, "secrets", "secret", "List the secrets: their keys, versions and target nodes (never their values)",
+			(*client.Hub).Secrets, func(ss []api.Secret) error { return printSecretsTable(e.stdout, ss, output == "wide", e.now()) }),
 	)
 	return cmd
 }
@@ -132,6 +134,30 @@ func printImagesTable(w io.Writer, ims []api.Image, wide bool) error {
 			nodes = "-"
 		}
 		tableRow(tw, im.Name, ref, formatMiB(im.Size), nodes)
+	}
+	return tw.Flush()
+}
+
+// printSecretsTable prints one row per secret: its keys, never its
+// values. The wide table adds the nodes it targets.
+func printSecretsTable(w io.Writer, ss []api.Secret, wide bool, now time.Time) error {
+	tw := newTable(w)
+	head := []string{"NAME", "KEYS", "VERSION", "TARGETS", "UPDATED"}
+	if wide {
+		head = append(head, "NODES")
+	}
+	tableRow(tw, head...)
+	for _, s := range ss {
+		row := []string{s.Name, strings.Join(s.Keys, ","), strconv.FormatUint(s.Version, 10),
+			strconv.Itoa(len(s.Targets)), formatAgo(now, s.Updated)}
+		if wide {
+			nodes := strings.Join(s.Targets, ",")
+			if nodes == "" {
+				nodes = "-"
+			}
+			row = append(row, nodes)
+		}
+		tableRow(tw, row...)
 	}
 	return tw.Flush()
 }

@@ -52,6 +52,9 @@ type WASMConfig struct {
 	ModulePath string
 	Args       []string
 	Env        map[string]string
+	// Mounts are host directories the module sees at Path (read-only
+	// when ReadOnly); the module sees nothing else of the host's files.
+	Mounts []Mount
 }
 
 // ContainerConfig is an OCI container run by a container engine.

@@ -21,20 +21,44 @@ import (
 //
 // Decoding is strict: unknown fields, values of the wrong type and duplicate
 // keys are errors. Every problem in data is reported, as FieldErrors; on
-// error no workloads are returned.
+// error no workloads are returned. A Secret document is an error: secrets
+// go to the hub (DecodeAll).
 func Decode(source string, data []byte) ([]Workload, error) {
-	ws, errs := decodeFile(source, data)
-	errs = append(errs, duplicates(ws)...)
+	docs, errs := decodeFile(source, data, false)
+	errs = append(errs, docs.duplicates()...)
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	return ws, nil
+	return docs.Workloads, nil
 }
 
-// decodeFile decodes and normalizes each document of one file. It returns
-// the workloads it could decode, even when errs is not empty, so that the
-// caller can still look for duplicate names across files.
-func decodeFile(source string, data []byte) (ws []Workload, errs FieldErrors) {
+// Documents are the workloads and secrets of a set of manifests.
+type Documents struct {
+	Workloads []Workload
+	Secrets   []Secret
+}
+
+// DecodeAll is Decode for a stream that may also hold Secret documents.
+func DecodeAll(source string, data []byte) (Documents, error) {
+	docs, errs := decodeFile(source, data, true)
+	errs = append(errs, docs.duplicates()...)
+	if len(errs) > 0 {
+		return Documents{}, errs
+	}
+	return docs, nil
+}
+
+// workloadType and secretType are the documents' Go types.
+var (
+	workloadType = reflect.TypeFor[Workload]()
+	secretType   = reflect.TypeFor[Secret]()
+)
+
+// decodeFile decodes and normalizes each document of one file; secrets
+// says whether Secret documents are accepted. It returns the documents it
+// could decode, even when errs is not empty, so that the caller can still
+// look for duplicate names across files.
+func decodeFile(source string, data []byte, secrets bool) (docs Documents, errs FieldErrors) {
 	n := 0
 	for _, ch := range splitDocuments(data) {
 		root, empty, msgs := ch.parse()
@@ -46,17 +70,14 @@ func decodeFile(source string, data []byte) (ws []Workload, errs FieldErrors) {
 		for _, m := range msgs {
 			c.add("", "%s", m)
 		}
+		t := workloadType
 		if len(msgs) == 0 {
-			if w, ok := decodeRoot(root, c); ok {
-				w.Source = c.source
-				normalize(&w, c)
-				ws = append(ws, w)
-			}
+			t = decodeRoot(root, c, secrets, &docs)
 		}
-		sortBySchema(c.errs)
+		sortBySchema(t, c.errs)
 		errs = append(errs, c.errs...)
 	}
-	return ws, errs
+	return docs, errs
 }
 
 // docSource names the n-th document (1-based) of source.
@@ -348,13 +369,18 @@ func shorten(s string) string {
 	return s[:limit] + "..."
 }
 
-// decodeRoot turns a document tree into a Workload, reporting unknown fields
-// and values of the wrong type. ok is false when the document cannot be
-// treated as an atoll.dev/v1 Workload at all.
-func decodeRoot(root *ynode, c *collector) (w Workload, ok bool) {
+// decodeRoot turns a document tree into a Workload or, when secrets is
+// true, a Secret, reporting unknown fields and values of the wrong type, and
+// adds it, normalized, to docs. It returns the type it decoded the document
+// as (for sorting its errors).
+func decodeRoot(root *ynode, c *collector, secrets bool, docs *Documents) reflect.Type {
 	if root.kind != mappingNode {
 		c.markBad("", "a document must be a mapping with apiVersion, kind, metadata and spec, not %s", describe(root))
-		return w, false
+		return workloadType
+	}
+	kinds := KindWorkload
+	if secrets {
+		kinds = KindWorkload + " or " + KindSecret
 	}
 	// Another version or kind has another schema: checking its fields
 	// against this one would only produce noise.
@@ -363,22 +389,49 @@ func decodeRoot(root *ynode, c *collector) (w Workload, ok bool) {
 		c.markBad("apiVersion", "%q is not supported; use %s", v, APIVersion)
 		foreign = true
 	}
-	if v, ok := root.m["kind"].scalarString(); ok && v != KindWorkload && v != "" {
-		c.markBad("kind", "%q is not supported; use %s", v, KindWorkload)
+	kind, _ := root.m["kind"].scalarString()
+	switch {
+	case kind == KindSecret && !secrets:
+		c.markBad("kind", "%s documents are applied to the hub (atoll apply), not here; use %s", KindSecret, KindWorkload)
+		foreign = true
+	case kind != KindWorkload && kind != KindSecret && kind != "":
+		c.markBad("kind", "%q is not supported; use %s", kind, kinds)
 		foreign = true
 	}
 	if foreign {
-		return w, false
+		return workloadType
 	}
-	clean := walk(c, "", root, reflect.TypeFor[Workload]())
+	if kind == KindSecret {
+		var s Secret
+		ok := decodeChecked(root, c, secretType, &s)
+		redactData(c.errs)
+		if ok {
+			s.Source = c.source
+			normalizeSecret(&s, c)
+			docs.Secrets = append(docs.Secrets, s)
+		}
+		return secretType
+	}
+	var w Workload
+	if decodeChecked(root, c, workloadType, &w) {
+		w.Source = c.source
+		normalize(&w, c)
+		docs.Workloads = append(docs.Workloads, w)
+	}
+	return workloadType
+}
+
+// decodeChecked walks root against t and decodes what fits into v.
+func decodeChecked(root *ynode, c *collector, t reflect.Type, v any) bool {
+	clean := walk(c, "", root, t)
 	b, err := json.Marshal(clean)
 	if err == nil {
-		err = json.Unmarshal(b, &w)
+		err = json.Unmarshal(b, v)
 	}
 	if err != nil {
 		// The walk only keeps values that fit; this is a bug, not bad input.
 		c.markBad("", "internal error decoding the checked document: %v", err)
-		return w, false
+		return false
 	}
-	return w, true
+	return true
 }

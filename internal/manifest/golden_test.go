@@ -11,10 +11,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden .err files in testdata/invalid")
 
-// TestLoadPath_Invalid loads each testdata/invalid/*.yaml and compares the
+// TestLoadAll_Invalid loads each testdata/invalid/*.yaml and compares the
 // error text with the golden file beside it. Run with -update to rewrite the
 // goldens after a deliberate change, then review the diff.
-func TestLoadPath_Invalid(t *testing.T) {
+func TestLoadAll_Invalid(t *testing.T) {
 	files, err := filepath.Glob("testdata/invalid/*.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -25,12 +25,12 @@ func TestLoadPath_Invalid(t *testing.T) {
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			ws, err := LoadPath(file)
+			docs, err := LoadAll(file)
 			if err == nil {
-				t.Fatalf("LoadPath(%s) = %d workloads, want an error", file, len(ws))
+				t.Fatalf("LoadAll(%s) = %d workloads, %d secrets, want an error", file, len(docs.Workloads), len(docs.Secrets))
 			}
-			if ws != nil {
-				t.Errorf("LoadPath(%s) returned workloads along with the error", file)
+			if docs.Workloads != nil || docs.Secrets != nil {
+				t.Errorf("LoadAll(%s) returned documents along with the error", file)
 			}
 			var fe FieldErrors
 			if !errors.As(err, &fe) {

@@ -17,30 +17,41 @@ import (
 // metadata.name values used more than once across all of them, and returned
 // as FieldErrors. Failing to read a file is returned at once, wrapped.
 func LoadPath(path string) ([]Workload, error) {
+	docs, err := load(path, false)
+	return docs.Workloads, err
+}
+
+// LoadAll is LoadPath for manifests that may also hold Secret documents.
+func LoadAll(path string) (Documents, error) {
+	return load(path, true)
+}
+
+func load(path string, secrets bool) (Documents, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("load manifests: %w", err)
+		return Documents{}, fmt.Errorf("load manifests: %w", err)
 	}
 	files := []string{path}
 	if fi.IsDir() {
 		if files, err = manifestFiles(path); err != nil {
-			return nil, err
+			return Documents{}, err
 		}
 	}
-	var all []Workload
+	var all Documents
 	var errs FieldErrors
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("load manifests: %w", err)
+			return Documents{}, fmt.Errorf("load manifests: %w", err)
 		}
-		ws, fileErrs := decodeFile(f, data)
-		all = append(all, ws...)
+		docs, fileErrs := decodeFile(f, data, secrets)
+		all.Workloads = append(all.Workloads, docs.Workloads...)
+		all.Secrets = append(all.Secrets, docs.Secrets...)
 		errs = append(errs, fileErrs...)
 	}
-	errs = append(errs, duplicates(all)...)
+	errs = append(errs, all.duplicates()...)
 	if len(errs) > 0 {
-		return nil, errs
+		return Documents{}, errs
 	}
 	return all, nil
 }

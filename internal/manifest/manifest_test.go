@@ -209,7 +209,7 @@ func TestDecode_Errors(t *testing.T) {
 		{"no source", "", "kind: Workload\n",
 			"document 1: apiVersion: required (atoll.dev/v1)\ndocument 1: metadata.name: required (a DNS label: lowercase letters, digits and '-', at most 63 characters, starting and ending with a letter or digit)\ndocument 1: spec.runtime: required (one of exec, wasm, container)"},
 		{"keys are kept as written", "f.yaml", head + "  labels:\n    on: x\nspec:\n  runtime: exec\n  exec: {command: [/bin/true]}\n  y: 1\n",
-			"f.yaml#1: spec.y: unknown field; known fields here: runtime, exec, wasm, container, priority, resources, restart, health, placement, requires, forward"},
+			"f.yaml#1: spec.y: unknown field; known fields here: runtime, exec, wasm, container, priority, resources, restart, health, placement, requires, forward, secrets"},
 		{"case slip", "f.yaml", head + "spec:\n  runtime: exec\n  exec: {command: [/bin/true]}\n  health:\n    tcp: {port: 1}\n    failurethreshold: 2\n",
 			"f.yaml#1: spec.health.failurethreshold: unknown field (did you mean failureThreshold?)"},
 		{"list item type", "f.yaml", head + "spec:\n  runtime: exec\n  exec: {command: [/bin/echo, {a: 1}, 3]}\n",

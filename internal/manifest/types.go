@@ -6,6 +6,30 @@ const APIVersion = "atoll.dev/v1"
 // KindWorkload is the kind of a workload document.
 const KindWorkload = "Workload"
 
+// KindSecret is the kind of a secret document.
+const KindSecret = "Secret"
+
+// Secret is named sensitive data the hub keeps encrypted and hands, sealed
+// to each node's key, to the nodes it targets.
+type Secret struct {
+	APIVersion string     `json:"apiVersion"`
+	Kind       string     `json:"kind"`
+	Metadata   Metadata   `json:"metadata"`
+	Spec       SecretSpec `json:"spec"`
+
+	// Source is as Workload.Source.
+	Source string `json:"-"`
+}
+
+// SecretSpec is a secret's data and the nodes that may receive it.
+type SecretSpec struct {
+	// Data maps keys (file names: letters, digits, '-', '_', '.') to values.
+	Data map[string]string `json:"data"`
+	// Placement selects the nodes the secret may be delivered to, as a
+	// workload's does; a workload on another node cannot start.
+	Placement Placement `json:"placement,omitempty"`
+}
+
 // Workload is one declared unit: a process, a WASM module or a container.
 type Workload struct {
 	APIVersion string       `json:"apiVersion"`
@@ -51,6 +75,19 @@ type WorkloadSpec struct {
 	// the workload publishes on the node's local broker that the node
 	// keeps in its outbox and forwards to the hub.
 	Forward []string `json:"forward,omitempty"`
+	// Secrets are the secrets the workload receives (see SecretRef).
+	Secrets []SecretRef `json:"secrets,omitempty"`
+}
+
+// SecretRef delivers keys of one Secret to a workload: as environment
+// variables (Env maps a variable name to a key of the secret) and as files
+// (each key in Files becomes $ATOLL_SECRETS_DIR/<secret>/<key>, on tmpfs).
+// Whether the keys exist is checked when the hub plans the workload, not
+// here: the secret may be applied later.
+type SecretRef struct {
+	Name  string            `json:"name"`
+	Env   map[string]string `json:"env,omitempty"`
+	Files []string          `json:"files,omitempty"`
 }
 
 // ExecSpec runs a plain process.

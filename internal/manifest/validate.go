@@ -38,7 +38,7 @@ func Normalize(ws []Workload) error {
 			c.source = docSource("", i+1)
 		}
 		normalize(&ws[i], c)
-		sortBySchema(c.errs)
+		sortBySchema(workloadType, c.errs)
 		errs = append(errs, c.errs...)
 	}
 	errs = append(errs, duplicates(ws)...)
@@ -47,14 +47,28 @@ func Normalize(ws []Workload) error {
 
 // duplicates reports every workload whose name an earlier one already uses.
 func duplicates(ws []Workload) FieldErrors {
+	return duplicateNames(len(ws), func(i int) (string, string) { return ws[i].Metadata.Name, ws[i].Source })
+}
+
+// duplicates reports every workload, and every secret, whose name an
+// earlier one of its kind already uses.
+func (d Documents) duplicates() FieldErrors {
+	errs := duplicates(d.Workloads)
+	return append(errs, duplicateNames(len(d.Secrets), func(i int) (string, string) {
+		return d.Secrets[i].Metadata.Name, d.Secrets[i].Source
+	})...)
+}
+
+// duplicateNames reports every one of n documents whose name (doc returns
+// its name and source) an earlier one already uses.
+func duplicateNames(n int, doc func(i int) (name, source string)) FieldErrors {
 	var errs FieldErrors
-	first := make(map[string]string, len(ws))
-	for i, w := range ws {
-		name := w.Metadata.Name
+	first := make(map[string]string, n)
+	for i := range n {
+		name, src := doc(i)
 		if name == "" {
 			continue
 		}
-		src := w.Source
 		if src == "" {
 			src = docSource("", i+1)
 		}
@@ -111,6 +125,13 @@ func applyDefaults(w *Workload) {
 	s.Placement.Nodes = nilIfNone(s.Placement.Nodes)
 	s.Requires.Devices = nilIfNone(s.Requires.Devices)
 	s.Forward = nilIfNone(s.Forward)
+	if len(s.Secrets) == 0 {
+		s.Secrets = nil
+	}
+	for i := range s.Secrets {
+		s.Secrets[i].Env = nilIfEmpty(s.Secrets[i].Env)
+		s.Secrets[i].Files = nilIfNone(s.Secrets[i].Files)
+	}
 
 	if s.Restart.Policy == "" {
 		s.Restart.Policy = RestartAlways
@@ -174,28 +195,7 @@ const (
 
 // validate checks the meaning of a decoded, defaulted workload.
 func validate(w *Workload, c *collector) {
-	switch w.APIVersion {
-	case APIVersion:
-	case "":
-		c.add("apiVersion", "required (%s)", APIVersion)
-	default:
-		c.add("apiVersion", "%q is not supported; use %s", w.APIVersion, APIVersion)
-	}
-	switch w.Kind {
-	case KindWorkload:
-	case "":
-		c.add("kind", "required (%s)", KindWorkload)
-	default:
-		c.add("kind", "%q is not supported; use %s", w.Kind, KindWorkload)
-	}
-	switch {
-	case w.Metadata.Name == "":
-		c.add("metadata.name", "required (a DNS label: %s)", dnsLabelHelp)
-	case !isDNSLabel(w.Metadata.Name):
-		c.add("metadata.name", "%q is not a DNS label (%s)", w.Metadata.Name, dnsLabelHelp)
-	}
-	checkLabels(c, "metadata.labels", w.Metadata.Labels)
-
+	checkHeader(c, w.APIVersion, w.Kind, KindWorkload, w.Metadata)
 	s := &w.Spec
 	checkRuntime(c, s)
 	if s.Exec != nil {
@@ -211,21 +211,11 @@ func validate(w *Workload, c *collector) {
 	}
 	checkResources(c, s.Resources)
 	checkRestart(c, s.Restart)
+	checkSecretRefs(c, s)
 	if s.Health != nil {
 		checkHealth(c, s.Health)
 	}
-	checkLabels(c, "spec.placement.nodeSelector", s.Placement.NodeSelector)
-	seen := make(map[string]bool, len(s.Placement.Nodes))
-	for i, n := range s.Placement.Nodes {
-		p := index("spec.placement.nodes", i)
-		switch {
-		case !isDNSLabel(n):
-			c.add(p, "%q is not a node name (a DNS label: %s)", n, dnsLabelHelp)
-		case seen[n]:
-			c.add(p, "%q is listed twice", n)
-		}
-		seen[n] = true
-	}
+	checkPlacement(c, "spec.placement", s.Placement)
 	for i, d := range s.Requires.Devices {
 		if d == "" {
 			c.add(index("spec.requires.devices", i), "must not be empty")
@@ -238,6 +228,47 @@ func validate(w *Workload, c *collector) {
 		} else if slices.Contains(s.Forward[:i], f) {
 			c.add(p, "%q is listed twice", f)
 		}
+	}
+}
+
+// checkHeader checks apiVersion, kind (which must be want) and metadata.
+func checkHeader(c *collector, apiVersion, kind, want string, m Metadata) {
+	switch apiVersion {
+	case APIVersion:
+	case "":
+		c.add("apiVersion", "required (%s)", APIVersion)
+	default:
+		c.add("apiVersion", "%q is not supported; use %s", apiVersion, APIVersion)
+	}
+	switch kind {
+	case want:
+	case "":
+		c.add("kind", "required (%s)", want)
+	default:
+		c.add("kind", "%q is not supported; use %s", kind, want)
+	}
+	switch {
+	case m.Name == "":
+		c.add("metadata.name", "required (a DNS label: %s)", dnsLabelHelp)
+	case !isDNSLabel(m.Name):
+		c.add("metadata.name", "%q is not a DNS label (%s)", m.Name, dnsLabelHelp)
+	}
+	checkLabels(c, "metadata.labels", m.Labels)
+}
+
+// checkPlacement checks a selector and a list of node names.
+func checkPlacement(c *collector, path string, p Placement) {
+	checkLabels(c, path+".nodeSelector", p.NodeSelector)
+	seen := make(map[string]bool, len(p.Nodes))
+	for i, n := range p.Nodes {
+		p := index(path+".nodes", i)
+		switch {
+		case !isDNSLabel(n):
+			c.add(p, "%q is not a node name (a DNS label: %s)", n, dnsLabelHelp)
+		case seen[n]:
+			c.add(p, "%q is listed twice", n)
+		}
+		seen[n] = true
 	}
 }
 
@@ -282,12 +313,16 @@ func checkCommand(c *collector, path string, cmd []string) {
 
 func checkEnv(c *collector, path string, env map[string]string) {
 	for _, k := range sortedKeys(env) {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			c.add(key(path, k), "%q is not an environment variable name (non-empty, without '=' or NUL)", k)
-		}
+		checkEnvName(c, key(path, k), k)
 		if strings.ContainsRune(env[k], 0) {
 			c.add(key(path, k), "the value must not contain NUL")
 		}
+	}
+}
+
+func checkEnvName(c *collector, path, name string) {
+	if name == "" || strings.ContainsAny(name, "=\x00") {
+		c.add(path, "%q is not an environment variable name (non-empty, without '=' or NUL)", name)
 	}
 }
 

@@ -288,11 +288,10 @@ func walkQuantity(c *collector, path string, n *ynode) any {
 	return nil
 }
 
-// schemaRank places path in the order of the Workload type's fields (list
-// items by index, unknown fields after the known ones), so that a
-// document's errors can be sorted to read from top to bottom.
-func schemaRank(path string) []int {
-	t := reflect.TypeFor[Workload]()
+// schemaRank places path in the order of the fields of t, the document's
+// type (list items by index, unknown fields after the known ones), so that
+// a document's errors can be sorted to read from top to bottom.
+func schemaRank(t reflect.Type, path string) []int {
 	var rank []int
 	rest := path
 	for rest != "" {
@@ -348,13 +347,13 @@ func schemaRank(path string) []int {
 	return rank
 }
 
-// sortBySchema orders errs (all from one document) by schemaRank, keeping
-// the order of errors at the same place.
-func sortBySchema(errs FieldErrors) {
+// sortBySchema orders errs (all from one document of type t) by
+// schemaRank, keeping the order of errors at the same place.
+func sortBySchema(t reflect.Type, errs FieldErrors) {
 	ranks := make(map[string][]int, len(errs))
 	for _, e := range errs {
 		if _, ok := ranks[e.Path]; !ok {
-			ranks[e.Path] = schemaRank(e.Path)
+			ranks[e.Path] = schemaRank(t, e.Path)
 		}
 	}
 	slices.SortStableFunc(errs, func(a, b FieldError) int {

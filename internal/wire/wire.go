@@ -51,6 +51,9 @@ import (
 //	   from) and Status.Images (the image tarballs in the node's cache); an
 //	   older agent ignores the first (and needs the image present), an
 //	   older hub the second.
+//	1: 2026-12-06: optional PlanWorkload.Secrets (sealed to the node's
+//	   key) and PlanWorkload.SecretsBlocked; an older agent ignores both
+//	   and starts the workload without its secrets.
 const ProtocolVersion = 1
 
 // Timing of the sync loop.
@@ -238,6 +241,33 @@ type PlanWorkload struct {
 	// comes from when it is in the hub's image store (atoll image push);
 	// nil when it is not (the node's engine then has it or pulls it).
 	ImageArtifact *ImageArtifact `json:"imageArtifact,omitempty"`
+	// Secrets are the secrets the workload's spec.secrets name, sorted by
+	// name, each sealed to the node's key; absent when it names none or
+	// when SecretsBlocked is set.
+	Secrets []SealedSecret `json:"secrets,omitempty"`
+	// SecretsBlocked says why the node cannot have the secrets the
+	// workload names (a secret missing, not targeting the node or lacking
+	// a key; the node has no key); the node does not start the workload
+	// while it is set. Empty when nothing is missing.
+	SecretsBlocked string `json:"secretsBlocked,omitempty"`
+}
+
+// SealedSecret is one secret's data, sealed to one node's key.
+type SealedSecret struct {
+	Name string `json:"name"`
+	// Version grows by one with every change to the secret's data.
+	Version uint64 `json:"version"`
+	// Sealed is the JSON object of the secret's data (key → value),
+	// sealed with package seal to the node's key, with SecretAAD as
+	// additional data.
+	Sealed []byte `json:"sealed"`
+}
+
+// SecretAAD is the additional data a SealedSecret is sealed with: it binds
+// the sealed bytes to the node, the secret and its version, so that they
+// cannot be passed off as another.
+func SecretAAD(node, name string, version uint64) []byte {
+	return fmt.Appendf(nil, "atoll secret v1\x00%s\x00%s\x00%d", node, name, version)
 }
 
 // ImageArtifact is an image archive (docker save or OCI layout tarball)

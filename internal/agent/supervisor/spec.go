@@ -14,7 +14,17 @@ import (
 	"atoll.dev/atoll/internal/manifest"
 )
 
-// driverSpec turns a workload into what its driver needs.
+// SecretsDirEnv names the directory of a workload's secret files:
+// <dir>/<secret>/<key>. Exec workloads get the host directory (on tmpfs);
+// WASM modules and containers get SecretsMountPath, where it is mounted
+// read-only.
+const (
+	SecretsDirEnv    = "ATOLL_SECRETS_DIR"
+	SecretsMountPath = "/run/secrets"
+)
+
+// driverSpec turns a workload into what its driver needs, opening its
+// secrets.
 func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 	sp := driver.Spec{
 		Name:        w.name,
@@ -22,10 +32,33 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 		MilliCPU:    w.spec.Resources.MilliCPU(),
 		LogPath:     LogPath(s.cfg.LogDir, w.name),
 	}
+	secretEnv, secretDir, err := s.openSecrets(w)
+	if err != nil {
+		return sp, err
+	}
+	// env is the workload's environment with its secrets; files appear at
+	// mountAt inside a WASM module or a container.
+	env := func(own map[string]string, mountAt string) map[string]string {
+		if secretEnv == nil && secretDir == "" {
+			return s.env(own)
+		}
+		out := maps.Clone(s.env(own))
+		if out == nil {
+			out = map[string]string{}
+		}
+		maps.Copy(out, secretEnv)
+		if secretDir != "" {
+			out[SecretsDirEnv] = secretDir
+			if mountAt != "" {
+				out[SecretsDirEnv] = mountAt
+			}
+		}
+		return out
+	}
 	switch w.spec.Runtime {
 	case manifest.RuntimeExec:
 		e := w.spec.Exec
-		sp.Exec = &driver.ExecConfig{Command: e.Command, Env: s.env(e.Env), WorkingDir: e.WorkingDir}
+		sp.Exec = &driver.ExecConfig{Command: e.Command, Env: env(e.Env, ""), WorkingDir: e.WorkingDir}
 	case manifest.RuntimeWASM:
 		m := w.spec.WASM
 		path := m.Module
@@ -39,15 +72,21 @@ func (s *Supervisor) driverSpec(w *workload) (driver.Spec, error) {
 			}
 			path = p
 		}
-		sp.WASM = &driver.WASMConfig{ModulePath: path, Args: m.Args, Env: s.env(m.Env)}
+		sp.WASM = &driver.WASMConfig{ModulePath: path, Args: m.Args, Env: env(m.Env, SecretsMountPath)}
+		if secretDir != "" {
+			sp.WASM.Mounts = []driver.Mount{{HostPath: secretDir, Path: SecretsMountPath, ReadOnly: true}}
+		}
 	case manifest.RuntimeContainer:
 		c := w.spec.Container
 		cc := &driver.ContainerConfig{
-			Image: c.Image, Command: c.Command, Args: c.Args, Env: s.env(c.Env),
+			Image: c.Image, Command: c.Command, Args: c.Args, Env: env(c.Env, SecretsMountPath),
 			HostNetwork: c.HostNetwork, Devices: c.Devices, Privileged: c.Privileged, User: c.User,
 		}
 		for _, m := range c.Mounts {
 			cc.Mounts = append(cc.Mounts, driver.Mount{HostPath: m.HostPath, Path: m.Path, ReadOnly: m.ReadOnly})
+		}
+		if secretDir != "" {
+			cc.Mounts = append(cc.Mounts, driver.Mount{HostPath: secretDir, Path: SecretsMountPath, ReadOnly: true})
 		}
 		for _, p := range c.Ports {
 			cc.Ports = append(cc.Ports, driver.Port{ContainerPort: p.ContainerPort, HostPort: p.HostPort, Protocol: p.Protocol})

@@ -15,6 +15,7 @@ import (
 	"atoll.dev/atoll/internal/driver"
 	"atoll.dev/atoll/internal/logfile"
 	"atoll.dev/atoll/internal/manifest"
+	"atoll.dev/atoll/internal/wire"
 )
 
 // StateStore is the part of the agent's store the supervisor needs.
@@ -45,6 +46,9 @@ type Config struct {
 	// Env is given to every workload, under its own variables (a
 	// workload's own value of a name wins): where the node's broker is.
 	Env map[string]string
+	// Secrets delivers the secrets workloads reference; nil blocks every
+	// workload that references one.
+	Secrets SecretOpener
 	// Capacity the workloads' declared resources must fit in.
 	CapacityMemory   int64
 	CapacityMilliCPU int64
@@ -60,6 +64,17 @@ type Config struct {
 	Logger            *slog.Logger  // default slog.Default
 }
 
+// SecretOpener delivers the secrets of a workload's spec.secrets.
+type SecretOpener interface {
+	// Open opens sealed (the plan's) and returns the environment variables
+	// refs set and the host directory holding the workload's secret files
+	// ("" when there are none), which it writes; an error says why the
+	// workload cannot have its secrets, and blocks it.
+	Open(workload string, refs []manifest.SecretRef, sealed []wire.SealedSecret) (env map[string]string, dir string, err error)
+	// Remove deletes the workload's secret files.
+	Remove(workload string) error
+}
+
 // Workload is one desired workload as the supervisor receives it.
 type Workload struct {
 	Name string
@@ -67,6 +82,11 @@ type Workload struct {
 	// Image is the archive a container workload's image comes from when
 	// the hub's image store has it; nil otherwise.
 	Image *Image `json:",omitempty"`
+	// Secrets are the sealed secrets spec.secrets names, from the plan;
+	// SecretsBlocked says why the plan could not carry them (the workload
+	// is blocked while it is set).
+	Secrets        []wire.SealedSecret `json:",omitempty"`
+	SecretsBlocked string              `json:",omitempty"`
 }
 
 // Image is an image archive in the artifact cache.
@@ -100,10 +120,15 @@ type Supervisor struct {
 
 // workload is the loop's record of one desired workload.
 type workload struct {
-	name     string
-	spec     manifest.WorkloadSpec
-	image    *Image
-	specJSON string // of spec and image
+	name   string
+	spec   manifest.WorkloadSpec
+	image  *Image
+	sealed []wire.SealedSecret
+	// secretsBlocked is the plan's reason; secretsErr why opening them
+	// failed (cleared by a new spec or a restart).
+	secretsBlocked string
+	secretsErr     string
+	specJSON       string // of spec, image and secrets
 
 	inst     *instance // the current instance, from start request until its exit is seen
 	restarts int
@@ -331,7 +356,7 @@ func (s *Supervisor) upsert(d Workload) {
 	b, _ := json.Marshal(d)
 	w, ok := s.ws[d.Name]
 	if !ok {
-		w = &workload{name: d.Name, spec: d.Spec, image: d.Image, specJSON: string(b)}
+		w = &workload{name: d.Name, spec: d.Spec, image: d.Image, sealed: d.Secrets, secretsBlocked: d.SecretsBlocked, specJSON: string(b)}
 		s.ws[d.Name] = w
 		s.adopt(w)
 		return
@@ -339,7 +364,7 @@ func (s *Supervisor) upsert(d Workload) {
 	if w.specJSON == string(b) {
 		return
 	}
-	w.spec, w.image, w.specJSON = d.Spec, d.Image, string(b)
+	w.spec, w.image, w.sealed, w.secretsBlocked, w.specJSON = d.Spec, d.Image, d.Secrets, d.SecretsBlocked, string(b)
 	s.event(w.name, "configured", "spec changed")
 	s.reset(w)
 	if w.inst != nil {
@@ -350,7 +375,7 @@ func (s *Supervisor) upsert(d Workload) {
 // reset clears what the restart policy remembers: a changed spec or an
 // explicit restart deserves a fresh start.
 func (s *Supervisor) reset(w *workload) {
-	w.finished, w.reason, w.failures, w.waiting = "", "", 0, ""
+	w.finished, w.reason, w.failures, w.waiting, w.secretsErr = "", "", 0, "", ""
 	s.cancelBackoff(w)
 }
 
@@ -370,6 +395,7 @@ func (s *Supervisor) remove(w *workload) chan struct{} {
 }
 
 func (s *Supervisor) forget(w *workload) {
+	s.removeSecrets(w)
 	delete(s.ws, w.name)
 	s.gone = append(s.gone, w.removing)
 	if err := s.cfg.Store.DeleteInstance(w.name); err != nil {
@@ -455,6 +481,9 @@ func (s *Supervisor) reconcile() {
 				w.blockedBy = fmt.Sprintf("runtime %s: %s", w.spec.Runtime, why)
 			}
 		}
+		if why := s.secretsReason(w); w.removing == nil && why != "" {
+			w.blockedBy = why
+		}
 		s.step(w)
 	}
 }
@@ -491,6 +520,11 @@ func (s *Supervisor) start(w *workload) {
 			s.event(w.name, "waiting", err.Error())
 		}
 		w.waiting = err.Error()
+		return
+	}
+	if se, ok := errors.AsType[*secretsError](err); ok {
+		w.secretsErr, w.blockedBy = se.Error(), se.Error()
+		s.event(w.name, "blocked", se.Error())
 		return
 	}
 	if err != nil {
@@ -530,6 +564,7 @@ func (s *Supervisor) start(w *workload) {
 
 func (s *Supervisor) startFailed(w *workload, inst *instance, err error) {
 	w.inst = nil
+	s.removeSecrets(w)
 	s.event(w.name, "start-failed", err.Error())
 	if w.removing != nil {
 		s.forget(w)
@@ -614,6 +649,7 @@ func (s *Supervisor) exited(w *workload, inst *instance, exit driver.Exit) {
 	inst.stopHealth()
 	w.inst = nil
 	w.health = ""
+	s.removeSecrets(w)
 	ranFor := s.cfg.Clock.Now().Sub(inst.startedAt)
 	desc := describeExit(exit)
 	switch {

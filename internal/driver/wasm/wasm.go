@@ -180,6 +180,17 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 	for _, k := range slices.Sorted(maps.Keys(spec.WASM.Env)) {
 		modCfg = modCfg.WithEnv(k, spec.WASM.Env[k])
 	}
+	if len(spec.WASM.Mounts) > 0 {
+		fsCfg := wazero.NewFSConfig()
+		for _, m := range spec.WASM.Mounts {
+			if m.ReadOnly {
+				fsCfg = fsCfg.WithReadOnlyDirMount(m.HostPath, m.Path)
+			} else {
+				fsCfg = fsCfg.WithDirMount(m.HostPath, m.Path)
+			}
+		}
+		modCfg = modCfg.WithFSConfig(fsCfg)
+	}
 
 	mod, err := rt.InstantiateModule(runCtx, compiled, modCfg)
 	if err != nil {

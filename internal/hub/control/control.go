@@ -18,6 +18,7 @@ package control
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"io"
 	"log/slog"
@@ -61,6 +62,12 @@ type Artifacts interface {
 	Size(ctx context.Context, ref string) (int64, bool, error)
 }
 
+// NodeKeys finds the public keys of enrolled nodes, to seal secrets to.
+type NodeKeys interface {
+	// NodeKey is node's key; (nil, nil) when the node is not enrolled.
+	NodeKey(ctx context.Context, node string) (*ecdh.PublicKey, error)
+}
+
 // DefaultLogsTimeout bounds a logs request to an agent.
 const DefaultLogsTimeout = 5 * time.Second
 
@@ -80,6 +87,14 @@ type Config struct {
 	Logger *slog.Logger
 	// LogsTimeout bounds a logs request; 0 means DefaultLogsTimeout.
 	LogsTimeout time.Duration
+	// NodeKeys finds the nodes' keys secrets are sealed to; nil: no node
+	// has one, and workloads that reference secrets cannot start.
+	NodeKeys NodeKeys
+	// SecretKey is the hub's seal.KeySize-byte key
+	// (seal.LoadOrCreateKey): secrets are encrypted at rest with a key
+	// derived from it, and sealed with seeds derived from it. Nil refuses
+	// secrets.
+	SecretKey []byte
 }
 
 // Controller carries out the hub's operations. Its methods are safe for
@@ -96,13 +111,16 @@ type Controller struct {
 	hlc         *hlc.Clock
 	log         *slog.Logger
 	logsTimeout time.Duration
+	nodeKeys    NodeKeys
+	secretKeys  *secretKeys // nil without Config.SecretKey
 }
 
 // New returns a controller over cfg.
 func New(cfg Config) *Controller {
 	c := &Controller{
 		store: cfg.Store, fleet: cfg.Fleet, events: cfg.Events, artifacts: cfg.Artifacts, telemetry: cfg.Telemetry, link: cfg.Link,
-		clock: cfg.Clock, hlc: cfg.HLC, log: cfg.Logger, logsTimeout: cfg.LogsTimeout,
+		clock: cfg.Clock, hlc: cfg.HLC, log: cfg.Logger, logsTimeout: cfg.LogsTimeout, nodeKeys: cfg.NodeKeys,
+		secretKeys: deriveSecretKeys(cfg.SecretKey),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

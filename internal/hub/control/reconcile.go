@@ -22,6 +22,7 @@ type snapshot struct {
 	workloads []planner.Workload
 	nodes     map[string]planner.Node // known nodes only
 	images    map[string]wire.ImageArtifact
+	secrets   map[string]intent.Secret
 }
 
 func (s *snapshot) node(name string) planner.Node {
@@ -70,6 +71,9 @@ func (c *Controller) read(ctx context.Context, only []string) (*snapshot, error)
 		s.workloads = append(s.workloads, planner.Workload{Spec: w.Value.Manifest, Stamp: w.Value.Stamp, FieldStamps: w.Value.FieldStamps})
 	}
 	if s.images, err = c.imageArtifacts(ctx); err != nil {
+		return nil, err
+	}
+	if s.secrets, err = c.storedSecrets(ctx); err != nil {
 		return nil, err
 	}
 	if only == nil {
@@ -137,6 +141,9 @@ func (c *Controller) replan(ctx context.Context, node string, snap *snapshot) er
 			prevPlan = &prev.Value
 		}
 		content := planner.Content(snap.node(node), snap.workloads, snap.images)
+		if err := c.sealSecrets(ctx, snap.node(node), content, snap.secrets); err != nil {
+			return err
+		}
 		if prevPlan == nil && len(content) == 0 || prevPlan != nil && planner.SameContent(prevPlan.Workloads, content) {
 			return nil
 		}

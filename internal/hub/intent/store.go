@@ -13,6 +13,8 @@
 //	atoll-statuses   <node name>        → wire.Status (the last full status)
 //	atoll-commands   <node name>        → Commands  {one-off commands, oldest first}
 //	atoll-images     "all"              → Images    {image name → archive ref, size}
+//	atoll-secrets    <secret name>      → Secret    {keys, placement, version, data encrypted
+//	                                                 with the hub's key, created, updated}
 //
 // Workload and node names are DNS labels, so they are valid KV keys.
 // Commands are one document per node, not one key per command, so that a
@@ -46,6 +48,7 @@ const (
 	BucketStatuses  = "atoll-statuses"
 	BucketCommands  = "atoll-commands"
 	BucketImages    = "atoll-images"
+	BucketSecrets   = "atoll-secrets"
 )
 
 // ImagesKey is the one key of BucketImages: image names are not valid KV
@@ -87,6 +90,27 @@ type Workload struct {
 	FieldStamps map[string]hlc.Timestamp `json:"fieldStamps,omitempty"`
 	Created     time.Time                `json:"created"`
 	Updated     time.Time                `json:"updated"`
+}
+
+// Secret is a stored secret. Its data never appears in plaintext: Data is
+// the JSON object of the data (key → value) encrypted by package seal
+// under the hub's key (seal.Encrypt), with SecretAAD.
+type Secret struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	// Keys are the data's keys, sorted: what may be shown.
+	Keys      []string           `json:"keys"`
+	Placement manifest.Placement `json:"placement"`
+	// Version grows by one with every change to the data.
+	Version uint64    `json:"version"`
+	Data    []byte    `json:"data"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// SecretAAD is the additional data of a stored secret's Data: it binds
+// the bytes to the secret's name and version.
+func SecretAAD(name string, version uint64) []byte {
+	return fmt.Appendf(nil, "atoll stored secret v1\x00%s\x00%d", name, version)
 }
 
 // Node is a node as last announced (Hello) and last persisted seen.
@@ -142,6 +166,7 @@ type Store struct {
 	Statuses  *Table[wire.Status]
 	Commands  *Table[Commands]
 	Images    *Table[Images]
+	Secrets   *Table[Secret]
 }
 
 // Open creates the buckets that do not exist yet and checks the schema
@@ -177,6 +202,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 		{BucketStatuses, "atoll node statuses", 1, func(kv jetstream.KeyValue) { s.Statuses = NewTable[wire.Status](kv, "status") }},
 		{BucketCommands, "atoll queued commands", 1, func(kv jetstream.KeyValue) { s.Commands = NewTable[Commands](kv, "commands") }},
 		{BucketImages, "atoll image store index", 1, func(kv jetstream.KeyValue) { s.Images = NewTable[Images](kv, "images") }},
+		{BucketSecrets, "atoll secrets (encrypted)", 1, func(kv jetstream.KeyValue) { s.Secrets = NewTable[Secret](kv, "secret") }},
 	}
 	for _, tb := range tables {
 		kv, err := open(tb.bucket, tb.desc, tb.history)

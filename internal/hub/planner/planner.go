@@ -58,7 +58,12 @@ func Matches(selector, labels map[string]string) bool {
 
 // Targets reports whether w targets n.
 func Targets(w manifest.Workload, n Node) bool {
-	p := w.Spec.Placement
+	return Placed(w.Spec.Placement, n)
+}
+
+// Placed reports whether p selects n (a workload's or a secret's
+// placement).
+func Placed(p manifest.Placement, n Node) bool {
 	return slices.Contains(p.Nodes, n.Name) || Matches(p.NodeSelector, n.Labels)
 }
 
@@ -66,19 +71,7 @@ func Targets(w manifest.Workload, n Node) bool {
 // nodes it names that are not in nodes. When the list is empty, reason
 // says why.
 func TargetNodes(w manifest.Workload, nodes []Node) (names []string, reason string) {
-	set := map[string]bool{}
-	for _, n := range w.Spec.Placement.Nodes {
-		set[n] = true
-	}
-	for _, n := range nodes {
-		if Targets(w, n) {
-			set[n.Name] = true
-		}
-	}
-	for n := range set {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names = PlacedNodes(w.Spec.Placement, nodes)
 	if len(names) > 0 {
 		return names, ""
 	}
@@ -87,6 +80,26 @@ func TargetNodes(w manifest.Workload, nodes []Node) (names []string, reason stri
 		return nil, ReasonNoPlacement
 	}
 	return nil, fmt.Sprintf("spec.placement.nodeSelector %s matches no known node", formatSelector(sel))
+}
+
+// PlacedNodes lists, sorted, the nodes p selects among nodes plus the
+// nodes it names that are not in nodes.
+func PlacedNodes(p manifest.Placement, nodes []Node) []string {
+	set := map[string]bool{}
+	for _, n := range p.Nodes {
+		set[n] = true
+	}
+	for _, n := range nodes {
+		if Placed(p, n) {
+			set[n.Name] = true
+		}
+	}
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func formatSelector(sel map[string]string) string {
