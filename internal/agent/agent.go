@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"atoll.dev/atoll/internal/agent/artifact"
 	"atoll.dev/atoll/internal/agent/broker"
 	"atoll.dev/atoll/internal/agent/localapi"
+	"atoll.dev/atoll/internal/agent/secrets"
 	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/agent/supervisor"
 	"atoll.dev/atoll/internal/agent/trim"
@@ -197,7 +199,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			env["ATOLL_MQTT_ADDR"] = b.MQTTAddr()
 		}
 	}
+	var secretKey *ecdh.PrivateKey
+	if a.cfg.Identity != nil {
+		if secretKey, err = a.cfg.Identity.SecretKey(); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
 	sup := supervisor.New(supervisor.Config{
+		Secrets:           secrets.New(a.cfg.Name, secretKey, a.cfg.SecretsDirs),
 		Env:               env,
 		Drivers:           drivers,
 		Unavailable:       unavailable,
@@ -229,16 +238,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		go a.sampleAlways(ctx)
 	}
 	if a.cfg.Hub != "" {
-		ucfg := uplink.Config{URL: a.cfg.Hub, Node: hubNode{a}, Heartbeat: a.cfg.Heartbeat, ForwardRate: a.cfg.ForwardRate, Logger: a.log}
-		if a.broker != nil {
-			ucfg.Outbox = a.broker
+		if err := a.startUplink(ctx); err != nil {
+			return err
 		}
-		a.uplink = uplink.New(ucfg)
-		go func() {
-			if err := a.uplink.Run(ctx); err != nil {
-				a.log.Error("uplink stopped", "err", err)
-			}
-		}()
 	}
 	err = localapi.Serve(ctx, localapi.SocketPath(a.cfg.DataDir), a)
 	if a.cfg.StopWorkloadsOnExit {
@@ -249,6 +251,37 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// startUplink starts the link to the hub, unless the hub revoked the node:
+// then the node runs on its own, as without a hub.
+func (a *Agent) startUplink(ctx context.Context) error {
+	ucfg := uplink.Config{URL: a.cfg.Hub, Node: hubNode{a}, Heartbeat: a.cfg.Heartbeat, ForwardRate: a.cfg.ForwardRate, Logger: a.log}
+	if a.broker != nil {
+		ucfg.Outbox = a.broker
+	}
+	if id := a.cfg.Identity; id != nil {
+		if id.Revoked() {
+			a.log.Warn("the hub revoked this node: running on its own; enroll again with a new token (--token) to rejoin")
+			return nil
+		}
+		tlsCfg, err := id.TLS()
+		if err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		ucfg.TLS, ucfg.Identity = tlsCfg, id
+	}
+	a.uplink = uplink.New(ucfg)
+	go func() {
+		err := a.uplink.Run(ctx)
+		switch {
+		case errors.Is(err, uplink.ErrRevoked):
+			a.log.Warn("the hub revoked this node: link closed, workloads go on running")
+		case err != nil:
+			a.log.Error("uplink stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // engineTimeout bounds the engine detection at start.
@@ -338,6 +371,10 @@ func (a *Agent) Info() localapi.NodeInfo {
 	}
 	if a.uplink != nil {
 		info.HubConnected = a.uplink.Connected()
+	}
+	if id := a.cfg.Identity; id != nil {
+		info.Revoked = id.Revoked()
+		info.CertExpires = id.NotAfter()
 	}
 	if a.broker != nil {
 		info.Broker, info.MQTT = a.broker.URL(), a.broker.MQTTAddr()

@@ -3,9 +3,10 @@
 package agent
 
 import (
-	"crypto/ecdh"
 	"log/slog"
 	"time"
+
+	"atoll.dev/atoll/internal/agent/identity"
 )
 
 // Config is everything the agent needs; zero values take the documented
@@ -58,10 +59,12 @@ type Config struct {
 	MQTT   string
 	// WorkloadEnv is given to every workload, under its own variables.
 	WorkloadEnv map[string]string
-	// SecretKey is the node's private key, which opens the secrets its
-	// plan carries sealed; nil (a node not enrolled) blocks the workloads
-	// that reference secrets.
-	SecretKey *ecdh.PrivateKey
+	// Identity is the node's certificate and key (a node enrolled with
+	// the hub): the link to the hub is TLS with it, renewed before it
+	// expires, and the key opens the secrets the plan carries sealed. Nil
+	// (a hub run with --insecure, or no hub): no secrets, workloads that
+	// reference some are blocked.
+	Identity *identity.Identity
 	// SecretsDirs are tried in order for the workloads' secret files: the
 	// first on tmpfs is used. Default /dev/shm, $XDG_RUNTIME_DIR, /run;
 	// without tmpfs, file secrets block their workloads (they are never

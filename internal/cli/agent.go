@@ -33,6 +33,8 @@ type agentFlags struct {
 	rate      string
 	cache     string
 	window    string
+	token     string
+	insecure  bool
 }
 
 func newAgentCmd(e *env) *cobra.Command {
@@ -50,6 +52,12 @@ func newAgentCmd(e *env) *cobra.Command {
 			}
 			// The agent logs through the CLI's stderr, like everything else.
 			cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
+			if f.token == "" {
+				f.token = e.getenv("ATOLL_TOKEN")
+			}
+			if err := identify(cmd.Context(), &cfg, f.token, f.insecure, cfg.Logger); err != nil {
+				return err
+			}
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -65,7 +73,9 @@ func newAgentCmd(e *env) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data", defaultDataDir(e), "data directory: store, logs, artifacts, agent.sock; $ATOLL_DATA if set")
 	fl.StringVar(&f.name, "name", "", "node name (default: the host name)")
-	fl.StringVar(&f.hub, "hub", "", "the hub's NATS URL, e.g. nats://hub:4222 (default: none; the node runs on its own)")
+	fl.StringVar(&f.hub, "hub", "", "the hub's NATS URL, e.g. tls://hub:4222 (default: none; the node runs on its own)")
+	fl.StringVar(&f.token, "token", "", "enrollment token from `atoll token create`: the first start enrolls the node (later starts ignore it); $ATOLL_TOKEN if set")
+	fl.BoolVar(&f.insecure, "insecure", false, "connect without TLS or a certificate, to a hub run with --insecure")
 	fl.StringVar(&f.docker, "docker-host", "",
 		"the Docker engine for container workloads (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
 	fl.DurationVar(&f.heartbeat, "heartbeat", wire.HeartbeatInterval, "how often a connected agent heartbeats to the hub")

@@ -20,8 +20,10 @@ type env struct {
 	stderr io.Writer
 	getenv func(string) string
 	now    func() time.Time
-	// config is the CLI's configuration file, read once by run.
-	config fileConfig
+	// config is the CLI's configuration file, read once by run, from
+	// configFile when set (--config).
+	config     fileConfig
+	configFile string
 }
 
 // Main runs atoll with args (without the program name) and returns the exit
@@ -32,6 +34,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, args []string, e *env) int {
+	e.configFile = configFlag(args)
 	cfg, err := loadConfig(e)
 	if err != nil {
 		printError(e.stderr, err)
@@ -57,6 +60,8 @@ func newRoot(e *env) *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	// Read by run before parsing (configFlag); declared for --help.
+	root.PersistentFlags().String("config", "", "the CLI config file (the hub's DIR/admin.conf, or what `atoll user create` printed); $ATOLL_CONFIG if set, else ~/.config/atoll/config.yaml")
 	root.AddCommand(
 		newAgentCmd(e),
 		newHubCmd(e),
@@ -67,7 +72,7 @@ func newRoot(e *env) *cobra.Command {
 		newPublishCmd(e),
 	)
 	root.AddCommand(fleetCmds(e)...)
-	root.AddCommand(newAuditCmd(e))
+	root.AddCommand(newAuditCmd(e), newTokenCmd(e), newUserCmd(e))
 	return root
 }
 

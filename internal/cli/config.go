@@ -6,6 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"atoll.dev/atoll/internal/client"
 
 	yaml "go.yaml.in/yaml/v2"
 )
@@ -14,16 +17,41 @@ import (
 // ~/.config/atoll/config.yaml (or $XDG_CONFIG_HOME/atoll/config.yaml, or
 // $ATOLL_CONFIG). `atoll dev` writes it so that later commands in other
 // terminals find the dev agent with no flags, as minikube does for kubectl.
+//
+// The hub's credentials file (DIR/admin.conf, `atoll user create`'s output)
+// is such a file too: the hub URL, the fleet's CA and a user's certificate
+// and key.
 type fileConfig struct {
 	// Data is the default agent data directory for `atoll node ...`.
 	Data string `yaml:"data,omitempty"`
-	// Hub is the default hub URL for the fleet verbs (`atoll get ...`).
-	Hub string `yaml:"hub,omitempty"`
+	// Credentials: Hub is the default hub URL for the fleet verbs (`atoll
+	// get ...`), the rest how to prove who the user is.
+	client.Credentials `yaml:",inline"`
+}
+
+// configFlag is the value of --config in args, "" when absent: the file
+// is read before the command line is parsed, for every command's defaults.
+func configFlag(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			return v
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // configPath returns where the CLI's configuration file lives, or "" when
 // there is no home to put it in.
 func configPath(e *env) string {
+	if e.configFile != "" {
+		return e.configFile
+	}
 	if p := e.getenv("ATOLL_CONFIG"); p != "" {
 		return p
 	}
@@ -78,4 +106,17 @@ func saveConfig(e *env, c fileConfig) (string, error) {
 		return "", fmt.Errorf("write config %s: %w", p, err)
 	}
 	return p, nil
+}
+
+// loadCredentials reads a credentials file (the hub's admin.conf).
+func loadCredentials(path string) (client.Credentials, error) {
+	var c fileConfig
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c.Credentials, fmt.Errorf("credentials: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return c.Credentials, fmt.Errorf("credentials %s: %w", path, err)
+	}
+	return c.Credentials, nil
 }

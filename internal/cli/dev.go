@@ -16,6 +16,7 @@ import (
 
 	"atoll.dev/atoll/examples"
 	"atoll.dev/atoll/internal/agent"
+	"atoll.dev/atoll/internal/agent/identity"
 	"atoll.dev/atoll/internal/client"
 	"atoll.dev/atoll/internal/hub"
 	"atoll.dev/atoll/internal/hub/api"
@@ -129,20 +130,36 @@ func runDev(ctx context.Context, e *env, f *devFlags, memory int64) error {
 	if exe, err := os.Executable(); err == nil {
 		env["PATH"] = filepath.Dir(exe) + string(os.PathListSeparator) + os.Getenv("PATH")
 	}
+	creds, err := loadCredentials(filepath.Join(f.dataDir, "hub", hub.AdminConfigFile))
+	if err != nil {
+		return errors.Join(err, wait())
+	}
+	tlsCfg, err := creds.TLS()
+	if err != nil {
+		return errors.Join(err, wait())
+	}
+	hubURL := creds.Hub
+	hc := client.NewHub(hubURL, tlsCfg)
+	token, err := devToken(ctx, f.dataDir, hc)
+	if err != nil {
+		return errors.Join(err, wait())
+	}
 	for _, n := range devNodes {
-		a, err := agent.New(agent.Config{
+		cfg := agent.Config{
 			DataDir: devNodeDir(f.dataDir, n.name), Name: n.name, Labels: n.labels, Hub: h.NATSURL(),
 			CapacityMemory: memory, StopWorkloadsOnExit: true, Logger: log,
 			Broker: "127.0.0.1:0", WorkloadEnv: env,
-		})
+		}
+		if err := identify(ctx, &cfg, token, false, log); err != nil {
+			return errors.Join(err, wait())
+		}
+		a, err := agent.New(cfg)
 		if err != nil {
 			return errors.Join(err, wait())
 		}
 		running++
 		go func() { stopped <- a.Run(ctx) }()
 	}
-	hubURL := "http://" + h.HTTPAddr()
-	hc := client.NewHub(hubURL)
 	if err := waitForFleet(ctx, hc, stopped); err != nil {
 		return errors.Join(err, wait())
 	}
@@ -152,7 +169,7 @@ func runDev(ctx context.Context, e *env, f *devFlags, memory int64) error {
 		}
 	}
 	cfg := e.config
-	cfg.Hub, cfg.Data = hubURL, devNodeDir(f.dataDir, devNodes[0].name)
+	cfg.Credentials, cfg.Data = creds, devNodeDir(f.dataDir, devNodes[0].name)
 	cfgPath, err := saveConfig(e, cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "warning: %v; pass --hub %s to fleet commands\n", err, hubURL)
@@ -162,6 +179,29 @@ func runDev(ctx context.Context, e *env, f *devFlags, memory int64) error {
 	err = wait()
 	fmt.Fprintln(e.stdout, "atoll dev stopped; its workloads are stopped too. Run `atoll dev` again to resume.")
 	return err
+}
+
+// devToken makes a token for the dev nodes not enrolled yet ("" when all
+// are: a second `atoll dev` starts them as they are).
+func devToken(ctx context.Context, dataDir string, hc *client.Hub) (string, error) {
+	missing := 0
+	for _, n := range devNodes {
+		id, err := identity.Load(identity.Dir(devNodeDir(dataDir, n.name)))
+		if err != nil {
+			return "", fmt.Errorf("dev: %w", err)
+		}
+		if id == nil || id.Revoked() {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return "", nil
+	}
+	t, err := hc.CreateToken(ctx, api.TokenRequest{TTL: "10m", Uses: missing})
+	if err != nil {
+		return "", fmt.Errorf("dev: enrollment token: %w", err)
+	}
+	return t.Token, nil
 }
 
 func devNodeDir(dataDir, node string) string { return filepath.Join(dataDir, "nodes", node) }

@@ -33,13 +33,14 @@ func fleetCmds(e *env) []*cobra.Command {
 
 // hubFlag is the --hub flag every fleet verb has.
 type hubFlag struct {
-	url string
+	url   string
+	creds client.Credentials
 }
 
 // addHubFlag gives cmd and its subcommands --hub, whose default is
 // defaultHubURL.
 func addHubFlag(e *env, cmd *cobra.Command) *hubFlag {
-	f := &hubFlag{}
+	f := &hubFlag{creds: e.config.Credentials}
 	cmd.PersistentFlags().StringVar(&f.url, "hub", defaultHubURL(e),
 		"the hub's URL; $ATOLL_HUB if set, else the CLI config's hub")
 	return f
@@ -54,20 +55,28 @@ func defaultHubURL(e *env) string {
 	if e.config.Hub != "" {
 		return e.config.Hub
 	}
-	return "http://" + defaultHubAddr
+	return "https://" + defaultHubAddr
 }
 
-// client returns a client of the hub; a URL without a scheme is http.
+// client returns a client of the hub, with the CLI config's credentials;
+// a URL without a scheme is https.
 func (f *hubFlag) client() (*client.Hub, error) {
 	raw := f.url
 	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
+		raw = "https://" + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("hub URL %q: want http://HOST:PORT or https://HOST:PORT", f.url)
+		return nil, fmt.Errorf("hub URL %q: want https://HOST:PORT (or http:// for a hub run with --insecure)", f.url)
 	}
-	return client.NewHub(raw), nil
+	tlsCfg, err := f.creds.TLS()
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "https" && tlsCfg == nil {
+		return nil, fmt.Errorf("no credentials for %s: pass --config with the hub's DIR/admin.conf (or a file from `atoll user create`), or set ATOLL_CONFIG", raw)
+	}
+	return client.NewHub(raw, tlsCfg), nil
 }
 
 func newApplyCmd(e *env) *cobra.Command {

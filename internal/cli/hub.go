@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"atoll.dev/atoll/internal/hub"
+	"atoll.dev/atoll/internal/hub/access"
 	"atoll.dev/atoll/internal/hub/telemetry"
 	"atoll.dev/atoll/internal/wire"
 )
@@ -43,6 +44,9 @@ func newHubCmd(e *env) *cobra.Command {
 	fl.StringVar(&cfg.NATSURL, "nats", "", "URL of an external NATS with JetStream to use instead of the embedded one")
 	fl.DurationVar(&cfg.TelemetryMaxAge, "telemetry-max-age", telemetry.DefaultMaxAge, "how long forwarded telemetry is kept")
 	fl.Int64Var(&cfg.TelemetryMaxBytes, "telemetry-max-bytes", telemetry.DefaultMaxBytes, "bytes of forwarded telemetry kept; the oldest records go first")
+	fl.BoolVar(&cfg.Insecure, "insecure", false, "turn TLS and authentication off: plain HTTP and NATS, anyone who reaches the hub may do anything (labs only)")
+	fl.DurationVar(&cfg.NodeCertLifetime, "node-cert-ttl", access.DefaultNodeCertLifetime, "lifetime of node certificates; agents renew at two thirds")
+	fl.DurationVar(&cfg.RenewGrace, "renew-grace", access.DefaultRenewGrace, "how long after its certificate expired (an outage) a node may still renew it")
 	fl.DurationVar(&cfg.NodeTimeout, "node-timeout", wire.DisconnectedAfter, "silence after which a node shows disconnected (never failed; nothing is evicted)")
 	return cmd
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -60,11 +61,17 @@ func printInfo(w io.Writer, info localapi.NodeInfo) error {
 	}
 	if info.Hub != "" {
 		link := "disconnected"
-		if info.HubConnected {
+		switch {
+		case info.Revoked:
+			link = "revoked (the hub refuses this node; it runs on its own)"
+		case info.HubConnected:
 			link = "connected"
 		}
 		tableRow(tw, "Hub:", fmt.Sprintf("%s, %s; plan revision %d stored, %d applied",
 			info.Hub, link, info.StoredRevision, info.AppliedRevision))
+	}
+	if !info.CertExpires.IsZero() {
+		tableRow(tw, "Certificate:", "expires "+info.CertExpires.Local().Format(time.RFC3339))
 	}
 	if info.Broker != "" {
 		b := info.Broker

@@ -45,6 +45,7 @@ func newNodeCmd(e *env) *cobra.Command {
 		newNodeEventsCmd(e, f),
 		newNodeLogsCmd(e, f),
 		newNodeInfoCmd(e, f),
+		newNodeRevokeCmd(e),
 	)
 	return cmd
 }

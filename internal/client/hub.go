@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,11 +28,13 @@ type Hub struct {
 	hc   *http.Client
 }
 
-// NewHub returns a client for the hub at baseURL ("http://127.0.0.1:7070").
+// NewHub returns a client for the hub at baseURL ("https://127.0.0.1:7070"),
+// over TLS with tlsCfg (Credentials.TLS) when not nil.
 // It connects lazily, on each call. Connecting and waiting for an answer's
 // headers time out; reading a body (a long log) is bounded only by ctx.
-func NewHub(baseURL string) *Hub {
+func NewHub(baseURL string, tlsCfg *tls.Config) *Hub {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = 10 * time.Second
 	// The hub may have to ask a node (logs), so allow it some time.

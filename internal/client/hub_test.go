@@ -55,7 +55,7 @@ func testHub(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) 
 		answer(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return client.NewHub(srv.URL + "/"), rc
+	return client.NewHub(srv.URL + "/", nil), rc
 }
 
 // answerJSON answers every request with code and v as JSON.
@@ -285,7 +285,7 @@ func TestHub_Unreachable(t *testing.T) {
 	}
 	url := "http://" + ln.Addr().String()
 	ln.Close()
-	c := client.NewHub(url)
+	c := client.NewHub(url, nil)
 
 	_, err = c.Nodes(context.Background())
 	want := "cannot reach the hub at " + url + ": is `atoll hub` (or `atoll dev`) running?"
@@ -386,7 +386,7 @@ func TestHub_AgainstAPIServer(t *testing.T) {
 	b := &stubBackend{}
 	srv := httptest.NewServer(api.NewHandler(b, nil))
 	t.Cleanup(srv.Close)
-	c := client.NewHub(srv.URL)
+	c := client.NewHub(srv.URL, nil)
 	ctx := context.Background()
 	ws, err := manifest.Decode("web.yaml", []byte(webYAML))
 	if err != nil {

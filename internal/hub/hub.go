@@ -22,7 +22,10 @@ import (
 
 	"atoll.dev/atoll/internal/clock"
 	"atoll.dev/atoll/internal/hlc"
+	"atoll.dev/atoll/internal/hub/access"
 	"atoll.dev/atoll/internal/hub/api"
+	"atoll.dev/atoll/internal/hub/audit"
+	"atoll.dev/atoll/internal/hub/authz"
 	"atoll.dev/atoll/internal/hub/artifacts"
 	"atoll.dev/atoll/internal/hub/control"
 	"atoll.dev/atoll/internal/hub/events"
@@ -32,6 +35,8 @@ import (
 	"atoll.dev/atoll/internal/hub/nodesync"
 	"atoll.dev/atoll/internal/hub/telemetry"
 	"atoll.dev/atoll/internal/natsembed"
+	"atoll.dev/atoll/internal/pki"
+	"atoll.dev/atoll/internal/seal"
 )
 
 // Defaults.
@@ -77,6 +82,17 @@ type Config struct {
 	// days) and telemetry.DefaultMaxBytes (1 GiB).
 	TelemetryMaxAge   time.Duration
 	TelemetryMaxBytes int64
+	// Insecure turns TLS and authentication off: plain HTTP and NATS,
+	// anyone may do anything. For labs and tests of other things; the
+	// only way to use an external NATS.
+	Insecure bool
+	// NodeCertLifetime is how long a node certificate lasts (renewed at
+	// two thirds); 0 means access.DefaultNodeCertLifetime.
+	NodeCertLifetime time.Duration
+	// RenewGrace is how long after its certificate expired a node may
+	// still renew it (an outage longer than the certificate); 0 means
+	// access.DefaultRenewGrace.
+	RenewGrace time.Duration
 	// NodeTimeout is how long a node may stay silent before the hub shows
 	// it disconnected; 0 means wire.DisconnectedAfter (30 s).
 	NodeTimeout time.Duration
@@ -114,6 +130,9 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RenewGrace <= 0 {
+		cfg.RenewGrace = access.DefaultRenewGrace
+	}
 	return &Hub{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}, nil
 }
 
@@ -138,16 +157,27 @@ func (h *Hub) NATSURL() string {
 // it returns an error if the hub cannot start or its API server fails.
 // Call it once.
 func (h *Hub) Run(ctx context.Context) error {
+	sec, err := h.security()
+	if err != nil {
+		return fmt.Errorf("run hub: %w", err)
+	}
 	url := h.cfg.NATSURL
+	var ns *natsembed.Server
 	if url == "" {
-		ns, err := h.startNATS()
+		ns, err = h.startNATS(sec)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
 		url = ns.ClientURL()
 	}
-	nc, err := nats.Connect(url, nats.Name("atoll-hub"), nats.MaxReconnects(-1))
+	connOpts := []nats.Option{nats.Name("atoll-hub"), nats.MaxReconnects(-1)}
+	var nc *nats.Conn
+	if sec != nil {
+		nc, err = sec.connect(ns.NATS(), connOpts...)
+	} else {
+		nc, err = nats.Connect(url, connOpts...)
+	}
 	if err != nil {
 		return fmt.Errorf("run hub: connect to nats %s: %w", url, err)
 	}
@@ -159,7 +189,30 @@ func (h *Hub) Run(ctx context.Context) error {
 	if _, err := js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("run hub: nats %s has no jetstream: %w", url, err)
 	}
-	ctl, store, err := h.controller(ctx, nc, js)
+	var acc *access.Service
+	if sec != nil {
+		acc, err = access.Start(ctx, access.Config{
+			CA: sec.ca, Auth: sec.auth, Conn: nc, JS: js, Replicas: h.cfg.Replicas,
+			NodeCertLifetime: h.cfg.NodeCertLifetime, Clock: h.cfg.Clock, Logger: h.log.With("component", "access"),
+			Kick: func(user string) int { return kick(ns.NATS(), user) },
+		})
+		if err != nil {
+			return fmt.Errorf("run hub: %w", err)
+		}
+		defer acc.Stop()
+	}
+	ctl, store, err := h.controller(ctx, nc, js, acc)
+	if err != nil {
+		return fmt.Errorf("run hub: %w", err)
+	}
+	if acc != nil {
+		acc.OnEnrolled(func(node string) {
+			if err := ctl.Reconcile(context.WithoutCancel(ctx), []string{node}); err != nil {
+				h.log.Warn("plan newly enrolled node", "node", node, "err", err)
+			}
+		})
+	}
+	auditLog, err := audit.Open(ctx, js, audit.Config{Replicas: h.cfg.Replicas})
 	if err != nil {
 		return fmt.Errorf("run hub: %w", err)
 	}
@@ -176,13 +229,21 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("run hub: listen %s: %w", h.cfg.Listen, err)
 	}
-	srv := &http.Server{
-		Handler: api.NewHandler(ctl, h.log.With("component", "api"), api.WithMetrics(
-			metrics.NewHandler(metrics.StoreSource{NodeLister: ctl, Store: store}, h.log.With("component", "metrics")))),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := &http.Server{Handler: h.handler(ctl, store, auditLog, acc, sec), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	if sec != nil {
+		srv.TLSConfig = pki.ServerTLS(sec.cert, sec.ca, true)
+		go func() { served <- srv.ServeTLS(ln, "", "") }()
+		path, err := sec.writeAdminConfig(h.cfg.DataDir, ln.Addr().String())
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("run hub: %w", err)
+		}
+		h.log.Info("admin credentials", "config", path)
+	} else {
+		h.log.Warn("TLS and authentication are off (--insecure): anyone who reaches the hub may do anything")
+		go func() { served <- srv.Serve(ln) }()
+	}
 
 	h.mu.Lock()
 	h.httpAddr, h.natsURL = ln.Addr().String(), url
@@ -208,13 +269,21 @@ func (h *Hub) Run(ctx context.Context) error {
 	return nil
 }
 
-func (h *Hub) startNATS() (*natsembed.Server, error) {
+func (h *Hub) startNATS(sec *security) (*natsembed.Server, error) {
 	dir := filepath.Join(h.cfg.DataDir, "nats")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run hub: %w", err)
 	}
+	configure := func(o *server.Options) {
+		if sec != nil {
+			sec.configureNATS(o)
+		}
+		if h.cfg.NATSConfigure != nil {
+			h.cfg.NATSConfigure(o)
+		}
+	}
 	ns, err := natsembed.Start(natsembed.Config{
-		DataDir: dir, Listen: h.cfg.NATSListen, Configure: h.cfg.NATSConfigure,
+		DataDir: dir, Listen: h.cfg.NATSListen, Configure: configure,
 		Logger: h.log.With("component", "nats"),
 	})
 	if err != nil {
@@ -223,9 +292,27 @@ func (h *Hub) startNATS() (*natsembed.Server, error) {
 	return ns, nil
 }
 
+// handler is the HTTP API: the controller's endpoints and, with TLS on,
+// those of access, behind role checks that record every change.
+func (h *Hub) handler(ctl *control.Controller, store *intent.Store, auditLog *audit.Log, acc *access.Service, sec *security) http.Handler {
+	apiHandler := api.NewHandler(ctl, h.log.With("component", "api"),
+		api.WithMetrics(metrics.NewHandler(metrics.StoreSource{NodeLister: ctl, Store: store}, h.log.With("component", "metrics"))),
+		api.WithAudit(auditLog, h.log.With("component", "audit")),
+		api.WithSecrets(ctl, h.log.With("component", "api")))
+	if sec == nil {
+		return apiHandler
+	}
+	mux := http.NewServeMux()
+	acc.Routes(mux)
+	mux.Handle("/", apiHandler)
+	return authz.Wrap(mux, authz.Config{
+		Audit: auditLog, Revoked: sec.auth.RevokedCert, Clock: h.cfg.Clock, Logger: h.log.With("component", "authz"),
+	})
+}
+
 // controller opens the store and the event and telemetry streams and starts the
 // controller over them; it returns the store too, which the metrics read.
-func (h *Hub) controller(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*control.Controller, *intent.Store, error) {
+func (h *Hub) controller(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, acc *access.Service) (*control.Controller, *intent.Store, error) {
 	store, err := intent.Open(ctx, js, intent.Config{Replicas: h.cfg.Replicas})
 	if err != nil {
 		return nil, nil, err
@@ -248,7 +335,18 @@ func (h *Hub) controller(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 	if err != nil {
 		return nil, nil, err
 	}
+	var secretKey []byte
+	if h.cfg.DataDir != "" {
+		if secretKey, err = seal.LoadOrCreateKey(filepath.Join(h.cfg.DataDir, "secrets.key")); err != nil {
+			return nil, nil, err
+		}
+	}
+	var keys control.NodeKeys
+	if acc != nil {
+		keys = acc
+	}
 	ctl := control.New(control.Config{
+		NodeKeys: keys, SecretKey: secretKey,
 		Store: store, Fleet: fleet.New(h.cfg.Clock, h.cfg.NodeTimeout), Events: evlog, Artifacts: arts, Telemetry: tm, Link: nodesync.NewLink(nc),
 		Clock: h.cfg.Clock, HLC: hlc.New(h.cfg.Clock, last), Logger: h.log.With("component", "control"),
 	})

@@ -561,3 +561,7 @@ func checkLabels(c *collector, path string, labels map[string]string) {
 		}
 	}
 }
+
+// IsDNSLabel reports whether s is an RFC 1123 label: what node, workload
+// and secret names must be.
+func IsDNSLabel(s string) bool { return isDNSLabel(s) }

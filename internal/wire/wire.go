@@ -285,6 +285,10 @@ type ImageArtifact struct {
 // changed.
 type Notify struct {
 	PlanRevision uint64 `json:"planRevision"`
+	// Revoked tells the node its certificate was revoked: the hub closes
+	// its connections and refuses it from now on. The node keeps running
+	// its workloads.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Command kinds.

@@ -92,7 +92,7 @@ func newFleet(t *testing.T) *fleet {
 	f.httpAddr = fmt.Sprintf("127.0.0.1:%d", atolltest.FreePort(t))
 	f.natsAddr = fmt.Sprintf("127.0.0.1:%d", atolltest.FreePort(t))
 	f.hubURL = "http://" + f.httpAddr
-	f.hub = client.NewHub(f.hubURL)
+	f.hub = client.NewHub(f.hubURL, nil)
 	// Registered after the TempDirs, so it runs before they are removed.
 	t.Cleanup(f.cleanup)
 	return f

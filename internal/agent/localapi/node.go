@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"time"
 
 	"atoll.dev/atoll/internal/agent/store"
 	"atoll.dev/atoll/internal/agent/supervisor"
@@ -100,6 +101,11 @@ type NodeInfo struct {
 	Hub string `json:"hub,omitempty"`
 	// HubConnected says whether the link to the hub is up now.
 	HubConnected bool `json:"hubConnected,omitempty"`
+	// Revoked says the hub revoked the node: it runs on its own.
+	Revoked bool `json:"revoked,omitempty"`
+	// CertExpires is when the node's certificate expires (zero without
+	// one); the agent renews it at two thirds of its life.
+	CertExpires time.Time `json:"certExpires,omitzero"`
 	// StoredRevision and AppliedRevision are the plan revisions the node
 	// has stored and converged to (0 without a hub).
 	StoredRevision  uint64 `json:"storedRevision,omitempty"`

@@ -80,8 +80,8 @@ func (u *Uplink) fetchArtifacts(ctx context.Context, refs []string) map[string]e
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	nc, err := nats.Connect(u.cfg.URL, nats.Name("atoll-agent-"+u.name+"-artifacts"),
-		nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { cancel() }))
+	nc, err := nats.Connect(u.cfg.URL, append(u.dialOptions("-artifacts"),
+		nats.NoReconnect(), nats.ClosedHandler(func(*nats.Conn) { cancel() }))...)
 	if err != nil {
 		return failAll(err)
 	}

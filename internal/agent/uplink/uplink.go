@@ -7,6 +7,7 @@ package uplink
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,7 +92,21 @@ type Config struct {
 	// ForwardRate bounds the telemetry forwarded, in bytes of record data
 	// per second; default DefaultForwardRate.
 	ForwardRate int
-	Logger      *slog.Logger
+	// TLS secures the link with the node's certificate; nil for a hub
+	// run with --insecure.
+	TLS *tls.Config
+	// Identity, when set, is renewed over the link before it expires, and
+	// told when the hub revokes the node.
+	Identity Identity
+	Logger   *slog.Logger
+}
+
+// Identity is the node's certificate (package agent/identity).
+type Identity interface {
+	RenewDue(now time.Time) bool
+	Expired(now time.Time) bool
+	Renew(ctx context.Context, nc *nats.Conn) error
+	MarkRevoked() error
 }
 
 // Uplink is a running link. Create with New and call Run.
@@ -123,6 +138,12 @@ type Uplink struct {
 	// (a big plan on a slow link) and resets after one succeeds. Only the
 	// loop goroutine touches it.
 	planTimeout time.Duration
+	// expiredAtConnect: the current connection was made with an expired
+	// certificate, so the hub let it renew and nothing else; guarded by mu.
+	expiredAtConnect bool
+	// revoked is closed when the hub says the node was revoked.
+	revoked     chan struct{}
+	revokedOnce sync.Once
 	// acked remembers recently acknowledged command ids, so a hub that
 	// resends one before it has processed the ack does not make the loop
 	// spin. Only the loop goroutine touches it.
@@ -143,7 +164,7 @@ func New(cfg Config) *Uplink {
 	if cfg.ForwardRate <= 0 {
 		cfg.ForwardRate = DefaultForwardRate
 	}
-	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), fetch: make(chan struct{}, 1), forward: make(chan struct{}, 1), acked: map[string]bool{}}
+	return &Uplink{cfg: cfg, name: cfg.Node.Hello().Node, notify: make(chan struct{}, 1), revoked: make(chan struct{}), fetch: make(chan struct{}, 1), forward: make(chan struct{}, 1), acked: map[string]bool{}}
 }
 
 // Connected reports whether the link to the hub is up.
@@ -158,8 +179,7 @@ func (u *Uplink) Connected() bool {
 // Run keeps the link until ctx is done. It never gives up: a hub that is
 // unreachable for days is retried with the client's reconnect backoff.
 func (u *Uplink) Run(ctx context.Context) error {
-	nc, err := nats.Connect(u.cfg.URL,
-		nats.Name("atoll-agent-"+u.name),
+	nc, err := nats.Connect(u.cfg.URL, append(u.dialOptions(""),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -169,7 +189,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 		nats.ConnectHandler(func(*nats.Conn) { u.setConnected(true) }),
 		nats.ReconnectHandler(func(*nats.Conn) { u.setConnected(true) }),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { u.setConnected(false) }),
-	)
+		// A refused certificate (revoked, or the hub's store restored)
+		// is retried like a cut link: the node never gives up by itself.
+		nats.IgnoreAuthErrorAbort(),
+	)...)
 	if err != nil {
 		return fmt.Errorf("uplink: connect %s: %w", u.cfg.URL, err)
 	}
@@ -202,6 +225,7 @@ func (u *Uplink) Run(ctx context.Context) error {
 	lastDigest := ""
 	for {
 		if nc.IsConnected() {
+			u.renew(ctx, nc)
 			err := u.sync(ctx, nc, js, &lastDigest)
 			if err != nil && ctx.Err() == nil {
 				u.cfg.Logger.Debug("sync with hub", "err", err)
@@ -213,6 +237,9 @@ func (u *Uplink) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-u.revoked:
+			t.Stop()
+			return ErrRevoked
 		case <-t.C:
 		case <-u.notify:
 		case <-u.cfg.Node.Changed():
@@ -273,6 +300,7 @@ func (u *Uplink) setConnected(up bool) {
 	if up {
 		u.sentHello = false
 		u.conns++
+		u.expiredAtConnect = u.cfg.Identity != nil && u.cfg.Identity.Expired(time.Now())
 	}
 	u.mu.Unlock()
 	if up {
@@ -315,8 +343,58 @@ func (u *Uplink) poke() {
 	}
 }
 
+// ErrRevoked ends Run when the hub revoked the node.
+var ErrRevoked = errors.New("the hub revoked this node's certificate")
+
+// dialOptions are the options of every connection to the hub; suffix
+// tells them apart in the hub's monitoring.
+func (u *Uplink) dialOptions(suffix string) []nats.Option {
+	opts := []nats.Option{nats.Name("atoll-agent-" + u.name + suffix), nats.CustomInboxPrefix(wire.NodeInboxPrefix + u.name)}
+	if u.cfg.TLS != nil {
+		opts = append(opts, nats.Secure(u.cfg.TLS))
+	}
+	return opts
+}
+
+// renew renews the node's certificate once two thirds of its life have
+// passed; a connection made with an expired one (the hub let it renew and
+// nothing else) is redialled with the fresh one.
+func (u *Uplink) renew(ctx context.Context, nc *nats.Conn) {
+	id := u.cfg.Identity
+	if id == nil || !id.RenewDue(time.Now()) {
+		return
+	}
+	if err := id.Renew(ctx, nc); err != nil {
+		u.cfg.Logger.Warn("renew certificate", "err", err)
+		return
+	}
+	u.cfg.Logger.Info("certificate renewed")
+	u.mu.Lock()
+	redial := u.expiredAtConnect
+	u.mu.Unlock()
+	if redial {
+		if err := nc.ForceReconnect(); err != nil {
+			u.cfg.Logger.Warn("redial", "err", err)
+		}
+	}
+}
+
+func (u *Uplink) onNotify(m *nats.Msg) {
+	var n wire.Notify
+	if json.Unmarshal(m.Data, &n) == nil && n.Revoked && u.cfg.Identity != nil {
+		u.revokedOnce.Do(func() {
+			if err := u.cfg.Identity.MarkRevoked(); err != nil {
+				u.cfg.Logger.Warn("record revocation", "err", err)
+			}
+			close(u.revoked)
+		})
+		return
+	}
+	u.poke()
+}
+
 func (u *Uplink) subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
-	notify, err := nc.Subscribe(wire.SubjectNotify+u.name, func(*nats.Msg) { u.poke() })
+	notify, err := nc.Subscribe(wire.SubjectNotify+u.name, u.onNotify)
 	if err != nil {
 		return nil, fmt.Errorf("uplink: subscribe: %w", err)
 	}

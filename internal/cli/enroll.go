@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"atoll.dev/atoll/internal/agent"
+	"atoll.dev/atoll/internal/agent/identity"
+)
+
+// enrollRetry bounds the wait between tries of an enrollment whose hub
+// cannot be reached (a device plugged in before its network is up).
+const enrollRetry = 30 * time.Second
+
+// identify gives cfg the node's identity: the stored one, else one got by
+// enrolling with token (retried until the hub answers or ctx ends). A node
+// the hub revoked enrolls again when given a (new) token. With insecure,
+// or without a hub, the node has none.
+func identify(ctx context.Context, cfg *agent.Config, token string, insecure bool, log *slog.Logger) error {
+	if cfg.Hub == "" {
+		if token != "" {
+			return errors.New("--token: needs --hub")
+		}
+		return nil
+	}
+	if insecure {
+		if token != "" {
+			return errors.New("--token: not with --insecure (an insecure hub enrolls nobody)")
+		}
+		return nil
+	}
+	dir := identity.Dir(cfg.DataDir)
+	id, err := identity.Load(dir)
+	if err != nil {
+		return err
+	}
+	if id == nil || (id.Revoked() && token != "") {
+		if token == "" {
+			return fmt.Errorf("this node is not enrolled: pass --token with a token from `atoll token create` (or --insecure for a hub run with --insecure)")
+		}
+		if id, err = enroll(ctx, dir, cfg.Hub, token, nodeName(cfg.Name), log); err != nil {
+			return err
+		}
+	}
+	if cfg.Name != "" && cfg.Name != id.Name() {
+		log.Info("node name given by the hub", "asked", cfg.Name, "name", id.Name())
+	}
+	cfg.Name, cfg.Identity = id.Name(), id
+	// The token's labels are the hub's; the node's own add to them.
+	labels := maps.Clone(cfg.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, id.Labels())
+	cfg.Labels = labels
+	return nil
+}
+
+func enroll(ctx context.Context, dir, hub, token, name string, log *slog.Logger) (*identity.Identity, error) {
+	wait := time.Second
+	for {
+		id, err := identity.Enroll(ctx, dir, hub, token, name)
+		if err == nil {
+			log.Info("enrolled", "node", id.Name(), "hub", hub, "certificate expires", id.NotAfter())
+			return id, nil
+		}
+		// A refusal (bad, used or expired token) will not get better.
+		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "malformed") {
+			return nil, err
+		}
+		log.Warn("enrollment: hub unreachable, retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("enroll: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, enrollRetry)
+	}
+}
+
+// nodeName is name, else the host name.
+func nodeName(name string) string {
+	if name != "" {
+		return name
+	}
+	h, _ := os.Hostname()
+	return strings.ToLower(h)
+}
