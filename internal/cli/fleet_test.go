@@ -34,10 +34,11 @@ func TestFleet_HubURLResolution(t *testing.T) {
 			[]string{"--hub", url["flag"]}, "flag", ""},
 		{"env beats config", map[string]string{"ATOLL_HUB": url["env"], "ATOLL_CONFIG": cfg}, nil, "env", ""},
 		{"config beats default", map[string]string{"ATOLL_CONFIG": cfg}, nil, "config", ""},
-		{"no scheme means http", nil, []string{"--hub", strings.TrimPrefix(url["flag"], "http://")}, "flag", ""},
+		{"no scheme means https", nil, []string{"--hub", strings.TrimPrefix(url["flag"], "http://")}, "",
+			"no credentials for https://" + strings.TrimPrefix(url["flag"], "http://") + ": pass --config"},
 		{"default", map[string]string{"ATOLL_CONFIG": filepath.Join(t.TempDir(), "none.yaml")}, nil, "",
-			"cannot reach the hub at http://127.0.0.1:7070: "},
-		{"bad URL", nil, []string{"--hub", "ftp://x"}, "", `hub URL "ftp://x": want http://HOST:PORT`},
+			"no credentials for https://127.0.0.1:7070: "},
+		{"bad URL", nil, []string{"--hub", "ftp://x"}, "", `hub URL "ftp://x": want https://HOST:PORT`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,20 +46,25 @@ func TestHubCmd_ServesTheFleetVerbs(t *testing.T) {
 	logs := &readyWatcher{ready: make(chan string, 1)}
 	e := &env{stdout: &bytes.Buffer{}, stderr: logs, getenv: func(string) string { return "" }, now: time.Now}
 	exited := make(chan int, 1)
+	dir := t.TempDir()
 	go func() {
-		exited <- run(ctx, []string{"hub", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+		exited <- run(ctx, []string{"hub", "--data", dir, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
 			"--telemetry-max-age", "24h", "--telemetry-max-bytes", "1048576"}, e)
 	}()
-	var addr string
 	select {
-	case addr = <-logs.ready:
+	case <-logs.ready:
 	case code := <-exited:
 		t.Fatalf("hub exited with %d before it was ready:\n%s", code, logs)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("hub not ready after 30s:\n%s", logs)
 	}
-	env := hubEnv("http://" + addr)
+	// TLS is on: the CLI reaches the hub with the admin's credentials the
+	// hub wrote.
+	env := map[string]string{"ATOLL_CONFIG": filepath.Join(dir, "admin.conf")}
 	file := writeFile(t, t.TempDir(), "web.yaml", goodYAML)
+	if code, _, errOut := atoll(t, nil, "get", "nodes", "--config", filepath.Join(dir, "admin.conf"), "--hub", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "cannot reach") {
+		t.Errorf("--config then --hub: %d %q", code, errOut)
+	}
 
 	for _, step := range []struct {
 		args []string
@@ -82,6 +88,7 @@ func TestHubCmd_ServesTheFleetVerbs(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "error: ") || !strings.Contains(errOut, "web") {
 		t.Errorf("describe of a deleted workload = %d, %q", code, errOut)
 	}
+	testAccessVerbs(t, env, file)
 
 	cancel()
 	select {
@@ -109,5 +116,52 @@ func TestHubCmd_Flags(t *testing.T) {
 	code, _, errOut := atoll(t, nil, "hub", "--data", "")
 	if code != 1 || !strings.Contains(errOut, "error: ") || !strings.Contains(errOut, "data") {
 		t.Errorf("hub --data '' = %d, %q", code, errOut)
+	}
+}
+
+// testAccessVerbs drives tokens and users through the CLI against a hub
+// with TLS on: a viewer's config made by `atoll user create` reads but
+// cannot apply; every change shows in `atoll audit`.
+func testAccessVerbs(t *testing.T, admin map[string]string, manifest string) {
+	t.Helper()
+	code, token, errOut := atoll(t, admin, "token", "create", "--uses", "2", "--ttl", "1h", "--labels", "site=plant-9", "--name-prefix", "kiosk-")
+	if code != 0 || !strings.HasPrefix(token, "AT1.") {
+		t.Fatalf("token create = %d, %q, %q", code, token, errOut)
+	}
+	id := strings.Split(token, ".")[1]
+	code, out, errOut := atoll(t, admin, "token", "list")
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "0/2") || !strings.Contains(out, "site=plant-9") || !strings.Contains(out, "kiosk-") {
+		t.Errorf("token list = %d, %q, %q", code, out, errOut)
+	}
+	secret := strings.Split(token, ".")[2]
+	if strings.Contains(out, secret) {
+		t.Errorf("token list shows the token's secret:\n%s", out)
+	}
+	if code, out, errOut := atoll(t, admin, "token", "revoke", id); code != 0 || out != "token/"+id+" revoked\n" {
+		t.Errorf("token revoke = %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut := atoll(t, admin, "token", "create", "--ttl", "soon"); code != 1 || !strings.Contains(errOut, "ttl") {
+		t.Errorf("token create --ttl soon = %d, %q", code, errOut)
+	}
+
+	code, conf, errOut := atoll(t, admin, "user", "create", "ada", "--role", "viewer")
+	if code != 0 || !strings.Contains(conf, "BEGIN CERTIFICATE") || !strings.Contains(conf, "PRIVATE KEY") {
+		t.Fatalf("user create = %d, %q, %q", code, conf, errOut)
+	}
+	viewer := map[string]string{"ATOLL_CONFIG": writeFile(t, t.TempDir(), "ada.yaml", conf)}
+	if code, out, errOut := atoll(t, viewer, "get", "workloads"); code != 0 || !strings.Contains(out, "NAME") {
+		t.Errorf("viewer get workloads = %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut := atoll(t, viewer, "apply", "-f", manifest); code != 1 || !strings.Contains(errOut, "needs role operator") {
+		t.Errorf("viewer apply = %d, %q; want refused, naming the role needed", code, errOut)
+	}
+	if code, _, errOut := atoll(t, admin, "user", "create", "bob", "--role", "root"); code != 1 || !strings.Contains(errOut, "admin, operator, viewer") {
+		t.Errorf("user create --role root = %d, %q", code, errOut)
+	}
+	code, out, errOut = atoll(t, admin, "audit")
+	for _, want := range []string{"POST     /v1/tokens", "DELETE   /v1/tokens/" + id, "POST     /v1/users", "ada", "403"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("audit = %d, %q, %q; want %q in it", code, out, errOut, want)
+		}
 	}
 }

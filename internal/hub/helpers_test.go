@@ -33,8 +33,18 @@ type testHub struct {
 	stop func()
 }
 
-// startHub runs a hub on random ports until the test ends (or stop).
+// startHub runs a hub on random ports until the test ends (or stop),
+// with TLS and authentication off: these tests are about the API and the
+// agents' protocol; security_test.go runs the hub as it is by default.
 func startHub(t testing.TB, cfg hub.Config) *testHub {
+	t.Helper()
+	cfg.Insecure = true
+	return runHub(t, cfg)
+}
+
+// runHub runs a hub with cfg on random ports until the test ends (or
+// stop).
+func runHub(t testing.TB, cfg hub.Config) *testHub {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -65,7 +75,11 @@ func startHub(t testing.TB, cfg hub.Config) *testHub {
 		}
 	})
 	t.Cleanup(stop)
-	return &testHub{Hub: h, t: t, base: "http://" + h.HTTPAddr(), stop: stop}
+	scheme := "https://"
+	if cfg.Insecure {
+		scheme = "http://"
+	}
+	return &testHub{Hub: h, t: t, base: scheme + h.HTTPAddr(), stop: stop}
 }
 
 // do sends a request; body is JSON-encoded unless it is a string or

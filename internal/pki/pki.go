@@ -155,6 +155,9 @@ type Request struct {
 	Lifetime time.Duration
 	// Hosts are DNS names and IP addresses for a server certificate.
 	Hosts []string
+	// Now is when it is issued; zero means time.Now() (the hub passes its
+	// clock's).
+	Now time.Time
 }
 
 // Issue signs a certificate for pub. RoleHub certificates are for servers
@@ -163,7 +166,10 @@ func (ca *CA) Issue(r Request, pub crypto.PublicKey) (*x509.Certificate, []byte,
 	if r.Name == "" || r.Role == "" || r.Lifetime <= 0 {
 		return nil, nil, errors.New("issue certificate: name, role and lifetime are required")
 	}
-	now := time.Now()
+	now := r.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: r.Name, Organization: []string{r.Role}},

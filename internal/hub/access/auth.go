@@ -105,7 +105,10 @@ func (a *Auth) checkEnrollee(c server.ClientAuthentication, token string) bool {
 	a.mu.RLock()
 	t, ok := a.tokens[p.ID]
 	a.mu.RUnlock()
-	if !ok || !t.matches(p.Secret) || t.usable(a.clock.Now()) != nil {
+	// A used-up token still lets its holder in to ask again: a device
+	// whose answer was lost gets its certificate again (same key, same
+	// token); anyone else is refused by the enrollment itself.
+	if !ok || !t.matches(p.Secret) || t.Revoked || !a.clock.Now().Before(t.Expires) {
 		return false
 	}
 	c.RegisterUser(&server.User{Username: "enroll:" + p.ID, Permissions: &server.Permissions{

@@ -153,7 +153,7 @@ func (s *Service) createUser(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	cert, pemCert, err := s.cfg.CA.Issue(pki.Request{Name: req.Name, Role: req.Role, Lifetime: s.cfg.UserCertLifetime}, csr.PublicKey)
+	cert, pemCert, err := s.cfg.CA.Issue(pki.Request{Name: req.Name, Role: req.Role, Lifetime: s.cfg.UserCertLifetime, Now: s.cfg.Clock.Now()}, csr.PublicKey)
 	if err != nil {
 		fail(w, err)
 		return

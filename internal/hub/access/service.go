@@ -218,18 +218,26 @@ func (s *Service) nodeChanged(e jetstream.KeyValueEntry, initial bool) {
 	}
 }
 
-// cut tells a revoked node so and closes its connections.
+// cut tells a revoked node so and, noticeGrace later (for the notice to
+// reach it), closes its connections.
 func (s *Service) cut(node string) {
 	if b, err := json.Marshal(wire.Notify{Revoked: true}); err == nil {
 		_ = s.cfg.Conn.Publish(wire.SubjectNotify+node, b)
 		_ = s.cfg.Conn.Flush()
 	}
-	if s.cfg.Kick != nil {
+	if s.cfg.Kick == nil {
+		return
+	}
+	time.AfterFunc(noticeGrace, func() {
 		if n := s.cfg.Kick(NodeUser(node)); n > 0 {
 			s.cfg.Logger.Info("revoked node's connections closed", "node", node, "connections", n)
 		}
-	}
+	})
 }
+
+// noticeGrace is how long a revoked node's connections stay open after
+// the notice was sent, for it to arrive.
+const noticeGrace = 500 * time.Millisecond
 
 func (s *Service) tokenChanged(e jetstream.KeyValueEntry, _ bool) {
 	if e.Operation() != jetstream.KeyValuePut {
@@ -349,7 +357,7 @@ func (s *Service) enrollNode(ctx context.Context, req wire.EnrollRequest) (Node,
 
 // issue signs a node certificate for key and stores the node with it.
 func (s *Service) issue(ctx context.Context, n *Node, key any) ([]byte, error) {
-	cert, pemCert, err := s.cfg.CA.Issue(pki.Request{Name: n.Name, Role: pki.RoleNode, Lifetime: s.cfg.NodeCertLifetime}, key)
+	cert, pemCert, err := s.cfg.CA.Issue(pki.Request{Name: n.Name, Role: pki.RoleNode, Lifetime: s.cfg.NodeCertLifetime, Now: s.cfg.Clock.Now()}, key)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@
 // HEAD) everything but the admin-only paths; an operator may also change
 // (any other method) everything but those; an admin may do everything.
 // Admin-only: /v1/tokens, /v1/users, /v1/audit and POST
-// /v1/nodes/{node}:revoke (the table adminOnly). No path is exempt:
+// /v1/nodes/{node}/revoke (the table adminOnly). No path is exempt:
 // Prometheus scrapes /metrics with a viewer certificate.
 //
 // Answers: no verified certificate, or a revoked one, is 401; a role that

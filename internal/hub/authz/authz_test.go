@@ -157,9 +157,9 @@ var routes = []struct {
 	{"POST", "/v1/tokens", "admin"},
 	{"DELETE", "/v1/tokens/t1", "admin"},
 	{"GET", "/v1/users", "admin"},
-	{"POST", "/v1/users/alice:revoke", "admin"},
-	{"POST", "/v1/nodes/pi-1:revoke", "admin"},
-	{"POST", "/v1/nodes/pi-1/:revoke/", "admin"},
+	{"POST", "/v1/users/alice/revoke", "admin"},
+	{"POST", "/v1/nodes/pi-1/revoke", "admin"},
+	{"POST", "/v1/nodes/pi-1/revoke/", "admin"},
 	{"POST", "/v1/./tokens", "admin"},
 }
 

@@ -43,7 +43,7 @@ var adminOnly = []rule{
 	{prefix: "/v1/tokens", need: Admin},
 	{prefix: "/v1/users", need: Admin},
 	{prefix: "/v1/audit", need: Admin},
-	{method: http.MethodPost, prefix: "/v1/nodes/", suffix: ":revoke", need: Admin},
+	{method: http.MethodPost, prefix: "/v1/nodes/", suffix: "/revoke", need: Admin},
 }
 
 // changes reports whether a method may change something, so that the
