@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"atoll.dev/atoll/internal/agent/identity"
 	"atoll.dev/atoll/internal/agent/uplink"
 	"atoll.dev/atoll/internal/hub/api"
 	"atoll.dev/atoll/internal/manifest"
@@ -152,6 +153,7 @@ func (w *planWatch) stored(p *wire.Plan) {
 type fleetResult struct {
 	nodes     int
 	heartbeat time.Duration
+	enroll    time.Duration // every simulated agent enrolled (8 at a time), before the join
 	join      time.Duration // uplinks started → the hub shows all connected
 	applyCall time.Duration
 	stored    []time.Duration // per node: apply call start → the node stored the plan with it
@@ -173,6 +175,29 @@ type fleetResult struct {
 // measureFleet starts a hub and n simulated agents, waits until the hub
 // shows them all connected, measures the hub idle, then applies one
 // workload selecting them all and times convergence.
+// enrollSims enrolls n simulated agents, 8 at a time, as real agents do:
+// a key each, a certificate from the hub.
+func (h *harness) enrollSims(ctx context.Context, hub *hubProc, prefix string, n int) ([]*identity.Identity, error) {
+	tok, err := hub.token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]*identity.Identity, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			name := fmt.Sprintf("%s%04d", prefix, i)
+			ids[i], errs[i] = identity.Enroll(ctx, identity.Dir(h.dataDir(name)), hub.natsURL, tok, name)
+		})
+	}
+	wg.Wait()
+	return ids, errors.Join(errs...)
+}
+
 func (h *harness) measureFleet(ctx context.Context, n int) (r fleetResult, err error) {
 	r.nodes, r.heartbeat = n, wire.HeartbeatInterval
 	var lim syscall.Rlimit
@@ -210,10 +235,20 @@ func (h *harness) measureFleet(ctx context.Context, n int) (r fleetResult, err e
 	quiet := slog.New(slog.DiscardHandler)
 	prefix := "sim-" + h.runID + "-"
 	t0 := time.Now()
+	ids, err := h.enrollSims(ctx, hub, prefix, n)
+	if err != nil {
+		return r, err
+	}
+	r.enroll = time.Since(t0)
+	t0 = time.Now()
 	for i := range n {
 		node := newSimNode(fmt.Sprintf("%s%04d", prefix, i),
 			map[string]string{"fleet": "sim", "site": fmt.Sprintf("s%d", i%10)}, watch)
-		u := uplink.New(uplink.Config{URL: hub.natsURL, Node: node, Logger: quiet})
+		tlsCfg, err := ids[i].TLS()
+		if err != nil {
+			return r, err
+		}
+		u := uplink.New(uplink.Config{URL: hub.natsURL, Node: node, TLS: tlsCfg, Identity: ids[i], Logger: quiet})
 		wg.Go(func() {
 			if err := u.Run(sctx); err != nil {
 				fmt.Fprintf(h.log, "bench: simulated agent %s: %v\n", node.name, err)

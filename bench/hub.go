@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"atoll.dev/atoll/internal/atolltest"
 	"atoll.dev/atoll/internal/atolltest/linkproxy"
+	"atoll.dev/atoll/internal/hub"
+	"go.yaml.in/yaml/v2"
 
 	"atoll.dev/atoll/internal/client"
 	"atoll.dev/atoll/internal/hub/api"
@@ -33,6 +38,9 @@ const (
 type hubProc struct {
 	*agent  // the process (its local client is unused)
 	api     *client.Hub
+	data    string
+	admin   *tls.Config   // the admin's TLS (admin.conf): the API, and the NATS for looking into streams
+	tok     string        // an enrollment token for every agent of the run
 	natsURL string        // nats://127.0.0.1:PORT
 	natsAdr string        // 127.0.0.1:PORT
 	started time.Time     // process start
@@ -63,8 +71,13 @@ func (h *harness) startHub(ctx context.Context) (*hubProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	hp := &hubProc{agent: p, api: client.NewHub("http://" + httpAddr), natsURL: "nats://" + natsAddr, natsAdr: natsAddr, started: t0}
+	hp := &hubProc{agent: p, data: data, natsURL: "nats://" + natsAddr, natsAdr: natsAddr, started: t0}
 	err = poll(ctx, 10*time.Millisecond, startTimeout, "hub API answering", hp.alive, func() (bool, error) {
+		if hp.api == nil {
+			if err := hp.loadAdmin(); err != nil {
+				return false, err
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
 		_, err := hp.api.Nodes(cctx)
@@ -72,6 +85,38 @@ func (h *harness) startHub(ctx context.Context) (*hubProc, error) {
 	})
 	hp.up = time.Since(t0)
 	return hp, err
+}
+
+// loadAdmin reads the admin's credentials the hub writes once it serves.
+func (hp *hubProc) loadAdmin() error {
+	b, err := os.ReadFile(filepath.Join(hp.data, hub.AdminConfigFile))
+	if err != nil {
+		return err
+	}
+	var creds client.Credentials
+	if err := yaml.Unmarshal(b, &creds); err != nil {
+		return err
+	}
+	if hp.admin, err = creds.TLS(); err != nil {
+		return err
+	}
+	hp.api = client.NewHub(creds.Hub, hp.admin)
+	return nil
+}
+
+// token is an enrollment token for the run's agents, made once.
+func (hp *hubProc) token(ctx context.Context) (string, error) {
+	if hp.tok != "" {
+		return hp.tok, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	t, err := hp.api.CreateToken(cctx, api.TokenRequest{TTL: "24h", Uses: 1 << 20})
+	if err != nil {
+		return "", fmt.Errorf("enrollment token: %w", err)
+	}
+	hp.tok = t.Token
+	return hp.tok, nil
 }
 
 // alive fails once the hub process has exited.
@@ -165,7 +210,11 @@ func (h *harness) startHubAgent(ctx context.Context, what string, natsURL func(*
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := h.startAgent(h.dataDir(what), append([]string{"--hub", url, "--labels", "bench=" + h.runID}, extra...)...)
+	tok, err := hub.token(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := h.startAgent(h.dataDir(what), append([]string{"--hub", url, "--token", tok, "--labels", "bench=" + h.runID}, extra...)...)
 	if err != nil {
 		return nil, nil, err
 	}

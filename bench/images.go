@@ -121,6 +121,10 @@ func (h *harness) measureImages(ctx context.Context) (r imagesResult, err error)
 		return r, err
 	}
 	noEngine := "unix://" + filepath.Join(h.tmp, "no-engine.sock")
+	tok, err := hub.token(ctx)
+	if err != nil {
+		return r, err
+	}
 	nodes := make([]imageNode, imageNodes)
 	for i := range nodes {
 		px, err := linkproxy.Start(hub.natsAdr)
@@ -130,7 +134,7 @@ func (h *harness) measureImages(ctx context.Context) (r imagesResult, err error)
 		defer px.Close()
 		name := h.name(fmt.Sprintf("img-%02d", i))
 		data := h.dataDir(name)
-		a, err := h.spawn(data, "agent", []string{"agent", "--data", data, "--name", name, "--hub", "nats://" + px.Addr(),
+		a, err := h.spawn(data, "agent", []string{"agent", "--data", data, "--name", name, "--hub", "nats://" + px.Addr(), "--token", tok,
 			"--heartbeat", "1s", "--labels", "bench-images=" + h.runID, "--docker-host", noEngine})
 		if err != nil {
 			return r, err

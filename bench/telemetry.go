@@ -115,7 +115,7 @@ spec:
 		return r, err
 	}
 
-	hc, err := nats.Connect(hub.natsURL)
+	hc, err := nats.Connect(hub.natsURL, nats.Secure(hub.admin))
 	if err != nil {
 		return r, err
 	}

@@ -26,7 +26,9 @@ func NodeUser(node string) string { return "node:" + node }
 //   - a node, by a certificate from the fleet's CA naming an enrolled,
 //     unrevoked node with the key it enrolled: its own subjects only, or,
 //     with an expired certificate within the renewal grace, renewal only;
-//   - a device holding a usable enrollment token: enrollment only.
+//   - a device holding a usable enrollment token: enrollment only;
+//   - an admin, by an unexpired admin certificate: everything (the NATS
+//     tools, to look into streams).
 //
 // Everyone else is refused. Auth knows nodes and tokens from the KV
 // watchers of Service; until they have loaded it admits the hub alone.
@@ -82,6 +84,10 @@ func (a *Auth) checkNode(c server.ClientAuthentication, cs *tls.ConnectionState)
 		return false
 	}
 	id := pki.IdentityOf(leaf)
+	if id.Role == pki.RoleAdmin && !expired {
+		c.RegisterUser(&server.User{Username: "admin:" + id.Name})
+		return true
+	}
 	if id.Role != pki.RoleNode {
 		return false
 	}
