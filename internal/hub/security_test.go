@@ -438,3 +438,25 @@ func TestSecurity_RevokeCutsAndRefuses(t *testing.T) {
 		t.Errorf("a re-enrolled node: %v", err)
 	}
 }
+
+func TestSecurity_TokenLabelsOverrideTheNodes(t *testing.T) {
+	h := startSecureHub(t)
+	id := h.enroll(t, h.token(t, api.TokenRequest{Labels: map[string]string{"site": "plant-9"}}), "a")
+	c, err := h.connect(t, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, _ := json.Marshal(wire.Hello{ProtocolVersion: wire.ProtocolVersion, Node: "a", Labels: map[string]string{"site": "plant-1", "role": "kiosk"}})
+	m, err := c.Request(wire.SubjectHello+"a", hello, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep wire.HelloReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil || rep.Error != "" {
+		t.Fatalf("hello: %s %v", m.Data, err)
+	}
+	got := h.nodes()["a"].Labels
+	if got["site"] != "plant-9" || got["role"] != "kiosk" {
+		t.Errorf("labels %v; want the token's site=plant-9 over the node's plant-1, and its own role=kiosk", got)
+	}
+}

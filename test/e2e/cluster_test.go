@@ -3,9 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,8 +20,10 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"go.yaml.in/yaml/v2"
 
 	"atoll.dev/atoll/internal/atolltest"
+	"atoll.dev/atoll/internal/client"
 )
 
 // clusterLabel marks the Docker objects of one cluster (one test).
@@ -48,12 +52,16 @@ type cluster struct {
 	hubIP   string
 	hubURL  string
 	hubName string // container
-	nodes   []*node
-	start   time.Time
-	aux     string // manifests written by the test
-	toxi    *toxiproxy.ApiServer
-	mon     *monitor
-	broker  bool // agents run a broker on 127.0.0.1:4223 (withBroker)
+	// admin is the hub's admin credentials (copied out of its container)
+	// as TLS for the API; token enrolls the agents.
+	admin  *tls.Config
+	token  string
+	nodes  []*node
+	start  time.Time
+	aux    string // manifests written by the test
+	toxi   *toxiproxy.ApiServer
+	mon    *monitor
+	broker bool // agents run a broker on 127.0.0.1:4223 (withBroker)
 
 	mu       sync.Mutex
 	timeline []string // guarded by mu
@@ -84,8 +92,9 @@ func newCluster(t *testing.T, n int, opts ...func(*cluster)) *cluster {
 	watchdog := time.AfterFunc(testBudget+*soakFor, c.overrun)
 	t.Cleanup(func() { watchdog.Stop() })
 	c.createNetwork()
-	c.hubURL = "http://" + c.hubIP + ":7070"
+	c.hubURL = "https://" + c.hubIP + ":7070"
 	c.runHub()
+	c.enrollment()
 	ip, _ := netip.ParseAddr(c.hubIP)
 	for i := 1; i <= n; i++ {
 		ip = ip.Next()
@@ -165,6 +174,40 @@ func (c *cluster) createNetwork() {
 	c.t.Fatalf("create network: %v", lastErr)
 }
 
+// enrollment waits for the hub to write its admin credentials, copies
+// them out of its container for the CLI and the API, and makes the token
+// the agents enroll with.
+func (c *cluster) enrollment() {
+	c.t.Helper()
+	conf := filepath.Join(c.aux, "admin.conf")
+	atolltest.WaitFor(c.t, readyTimeout, func() error {
+		_, err := c.docker("cp", c.hubName+":/data/admin.conf", conf)
+		return err
+	})
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var creds client.Credentials
+	if err := yaml.Unmarshal(b, &creds); err != nil {
+		c.t.Fatal(err)
+	}
+	if c.admin, err = creds.TLS(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.waitHubReady()
+	out, err := c.cli("token", "create", "--uses", "100", "--ttl", "2h")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.token = strings.TrimSpace(out)
+}
+
+// httpClient talks to the hub's API as its admin.
+func (c *cluster) httpClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: c.admin}}
+}
+
 func (c *cluster) runHub() {
 	c.t.Helper()
 	args := append(append([]string{"run", "-d", "--init", "--name", c.hubName, "--hostname", "hub"}, c.labels()...),
@@ -186,10 +229,12 @@ func (n *node) run() {
 	if n.c.broker {
 		broker = " --broker 127.0.0.1:4223"
 	}
+	// The token enrolls the node at its first start; later starts use the
+	// certificate in /data/identity.
 	loop := fmt.Sprintf("while :; do /atoll agent --data /data --name %s --labels %s --hub nats://%s --heartbeat %s --pressure-threshold off%s & echo $! > /tmp/agent.pid; wait $!; sleep 0.2; done",
 		n.name, n.labels, n.link.Addr(), heartbeat, broker)
 	args := append(append([]string{"run", "-d", "--init", "--name", n.container, "--hostname", n.name}, n.c.labels()...),
-		"--network", n.c.network, "--ip", n.ip, image, "sh", "-c", loop)
+		"--network", n.c.network, "--ip", n.ip, "-e", "ATOLL_TOKEN="+n.c.token, image, "sh", "-c", loop)
 	if _, err := n.c.docker(args...); err != nil {
 		n.c.t.Fatal(err)
 	}
@@ -279,7 +324,7 @@ func (c *cluster) cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, atollBin, append(args, "--hub", c.hubURL)...)
-	cmd.Env = cliEnv(c.aux)
+	cmd.Env = cliEnv(filepath.Join(c.aux, "admin.conf"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -311,8 +356,8 @@ func (c *cluster) cliJSON(v any, args ...string) error {
 
 // cliEnv is the environment of the CLI: this process's, with the CLI
 // config pointed at nothing, so a developer's config cannot interfere.
-func cliEnv(dir string) []string {
-	env := []string{"ATOLL_CONFIG=" + filepath.Join(dir, "no-such-config.yaml")}
+func cliEnv(config string) []string {
+	env := []string{"ATOLL_CONFIG=" + config}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ATOLL_") {
 			env = append(env, kv)

@@ -247,7 +247,7 @@ type monitor struct {
 
 func startMonitor(c *cluster) *monitor {
 	m := &monitor{c: c, stopCh: make(chan struct{}), done: make(chan struct{}),
-		client: &http.Client{Timeout: 3 * time.Second},
+		client: c.httpClient(3 * time.Second),
 		seen:   map[string]map[string]int{}, frozen: map[string]map[string]string{}}
 	go m.run()
 	return m

@@ -46,7 +46,7 @@ func ackLost(t *testing.T, cut bool) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	nc, err := nats.Connect("nats://" + c.hubIP + ":4222")
+	nc, err := nats.Connect("nats://"+c.hubIP+":4222", nats.Secure(c.admin))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func (c *cluster) putArtifact(data []byte) string {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.httpClient(cmdTimeout).Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	procfs "atoll.dev/atoll/internal/atolltest/proc"
+	"atoll.dev/atoll/internal/hub"
+	"go.yaml.in/yaml/v2"
 
 	"atoll.dev/atoll/internal/agent/localapi"
 	"atoll.dev/atoll/internal/atolltest"
@@ -67,8 +70,10 @@ type fleet struct {
 	httpAddr string
 	natsAddr string
 	hubURL   string
-	hub      *client.Hub
-	hubProc  *proc // the current hub process; nil while none runs
+	hub      *client.Hub // with the admin's credentials, once the hub wrote them
+	admin    *tls.Config // those credentials (the hub's NATS lets an admin look into streams)
+	enroll   string      // an enrollment token for the fleet's agents
+	hubProc  *proc       // the current hub process; nil while none runs
 
 	mu    sync.Mutex
 	procs []*proc // every hub and agent process started
@@ -91,8 +96,7 @@ func newFleet(t *testing.T) *fleet {
 	}
 	f.httpAddr = fmt.Sprintf("127.0.0.1:%d", atolltest.FreePort(t))
 	f.natsAddr = fmt.Sprintf("127.0.0.1:%d", atolltest.FreePort(t))
-	f.hubURL = "http://" + f.httpAddr
-	f.hub = client.NewHub(f.hubURL, nil)
+	f.hubURL = "https://" + f.httpAddr
 	// Registered after the TempDirs, so it runs before they are removed.
 	t.Cleanup(f.cleanup)
 	return f
@@ -145,7 +149,8 @@ func (p *proc) output() string {
 // own without ATOLL_* variables, and the CLI config pointed at nothing, so
 // a developer's ~/.config/atoll cannot change what the tests see.
 func (f *fleet) env() []string {
-	env := []string{"ATOLL_CONFIG=" + filepath.Join(f.aux, "no-such-config.yaml")}
+	// The hub's admin credentials (written at its first start).
+	env := []string{"ATOLL_CONFIG=" + filepath.Join(f.hubDir, hub.AdminConfigFile)}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ATOLL_") {
 			env = append(env, kv)
@@ -215,11 +220,50 @@ func (f *fleet) startHub() {
 		if p.exited() {
 			f.t.Fatalf("hub exited before answering (%v):\n%s", p.waitErr, p.output())
 		}
+		if f.hub == nil {
+			if err := f.loadAdmin(); err != nil {
+				return err
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := f.hub.Nodes(ctx)
 		return err
 	})
+}
+
+// loadAdmin makes the fleet's hub client with the admin's credentials
+// the hub wrote in its data directory.
+func (f *fleet) loadAdmin() error {
+	b, err := os.ReadFile(filepath.Join(f.hubDir, hub.AdminConfigFile))
+	if err != nil {
+		return err
+	}
+	var creds client.Credentials
+	if err := yaml.Unmarshal(b, &creds); err != nil {
+		return err
+	}
+	tlsCfg, err := creds.TLS()
+	if err != nil {
+		return err
+	}
+	f.hub, f.admin = client.NewHub(f.hubURL, tlsCfg), tlsCfg
+	return nil
+}
+
+// enrollToken is an enrollment token for the fleet's agents, made once.
+func (f *fleet) enrollToken() string {
+	f.t.Helper()
+	if f.enroll == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		t, err := f.hub.CreateToken(ctx, api.TokenRequest{TTL: "24h", Uses: 1000})
+		if err != nil {
+			f.t.Fatalf("enrollment token: %v", err)
+		}
+		f.enroll = t.Token
+	}
+	return f.enroll
 }
 
 // killHub SIGKILLs the hub.
@@ -370,7 +414,7 @@ func (f *fleet) addNode(suffix, labels string, flags ...string) *node {
 func (n *node) start() {
 	n.f.t.Helper()
 	args := []string{"agent", "--data", n.dir, "--name", n.name, "--hub", "nats://" + n.proxy.Addr(),
-		"--heartbeat", heartbeat.String(), "--pressure-threshold", "off"}
+		"--token", n.f.enrollToken(), "--heartbeat", heartbeat.String(), "--pressure-threshold", "off"}
 	if n.labels != "" {
 		args = append(args, "--labels", n.labels)
 	}

@@ -90,7 +90,7 @@ func TestFleet_TelemetryOnceInOrderAcrossAgentKillsAndACut(t *testing.T) {
 // test ends.
 func (f *fleet) hubJetStream() jetstream.JetStream {
 	f.t.Helper()
-	nc, err := nats.Connect("nats://" + f.natsAddr)
+	nc, err := nats.Connect("nats://"+f.natsAddr, nats.Secure(f.admin))
 	if err != nil {
 		f.t.Fatal(err)
 	}

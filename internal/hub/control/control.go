@@ -62,10 +62,15 @@ type Artifacts interface {
 	Size(ctx context.Context, ref string) (int64, bool, error)
 }
 
-// NodeKeys finds the public keys of enrolled nodes, to seal secrets to.
+// NodeKeys is what the hub knows of enrolled nodes: their public keys, to
+// seal secrets to, and the labels their tokens gave them.
 type NodeKeys interface {
 	// NodeKey is node's key; (nil, nil) when the node is not enrolled.
 	NodeKey(ctx context.Context, node string) (*ecdh.PublicKey, error)
+	// Labels are the labels node was enrolled with; they override what
+	// the node itself says under the same keys (a node cannot move itself
+	// into another site's placement).
+	Labels(node string) map[string]string
 }
 
 // DefaultLogsTimeout bounds a logs request to an agent.

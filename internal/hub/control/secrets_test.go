@@ -28,6 +28,8 @@ import (
 // nodes it holds have keys, the others are not enrolled.
 type nodeKeys map[string]*ecdh.PrivateKey
 
+func (k nodeKeys) Labels(string) map[string]string { return nil }
+
 func (k nodeKeys) NodeKey(_ context.Context, node string) (*ecdh.PublicKey, error) {
 	if p, ok := k[node]; ok {
 		return p.PublicKey(), nil

@@ -32,7 +32,7 @@ func (c *Controller) Hello(ctx context.Context, h wire.Hello) wire.HelloReply {
 	now := c.clock.Now()
 	_, _, err := c.store.Nodes.Update(ctx, h.Node, func(cur intent.Node, exists bool) (intent.Node, bool, error) {
 		next := cur
-		next.Labels = nilIfEmpty(h.Labels)
+		next.Labels = nilIfEmpty(c.enrolledLabels(h.Node, h.Labels))
 		next.CapacityMemory, next.CapacityMilliCPU = h.CapacityMemory, h.CapacityMilliCPU
 		next.Runtimes, next.Version = slices.Clip(nilIfNone(h.Runtimes)), h.Version
 		if next.FirstSeen.IsZero() {
@@ -263,4 +263,22 @@ func (c *Controller) disconnected(ctx context.Context, node string, lastSeen tim
 	c.event(ctx, wire.Event{Node: node, Type: events.TypeNodeDisconnected,
 		ID:      fmt.Sprintf("hub.%s.%s.%d", events.TypeNodeDisconnected, node, lastSeen.UnixNano()),
 		Message: fmt.Sprintf("no contact for %v since %s; shown as disconnected, its workloads stay", c.fleet.Timeout(), lastSeen.UTC().Format(time.RFC3339))})
+}
+
+// enrolledLabels are the labels a node says it has, with those its
+// enrollment token gave it in place of any the node says otherwise.
+func (c *Controller) enrolledLabels(node string, said map[string]string) map[string]string {
+	if c.nodeKeys == nil {
+		return said
+	}
+	bound := c.nodeKeys.Labels(node)
+	if len(bound) == 0 {
+		return said
+	}
+	out := maps.Clone(said)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, bound)
+	return out
 }
