@@ -42,12 +42,24 @@ func identify(ctx context.Context, cfg *agent.Config, token string, insecure boo
 	if err != nil {
 		return err
 	}
-	if id == nil || (id.Revoked() && token != "") {
-		if token == "" {
-			return fmt.Errorf("this node is not enrolled: pass --token with a token from `atoll token create` (or --insecure for a hub run with --insecure)")
-		}
+	switch {
+	case id == nil && token == "":
+		return fmt.Errorf("this node is not enrolled: pass --token with a token from `atoll token create` (or --insecure for a hub run with --insecure)")
+	case id == nil:
 		if id, err = enroll(ctx, dir, cfg.Hub, token, nodeName(cfg.Name), log); err != nil {
 			return err
+		}
+	case id.Revoked() && token != "":
+		// One try: a revoked node runs its workloads on its own whatever
+		// the hub says (its old token is refused).
+		tctx, cancel := context.WithTimeout(ctx, enrollRetry)
+		again, err := identity.Enroll(tctx, dir, cfg.Hub, token, id.Name())
+		cancel()
+		if err != nil {
+			log.Warn("revoked node: enrolling again failed; running on its own", "err", err)
+		} else {
+			log.Info("enrolled again after a revocation", "node", again.Name())
+			id = again
 		}
 	}
 	if cfg.Name != "" && cfg.Name != id.Name() {

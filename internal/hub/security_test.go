@@ -396,7 +396,8 @@ func TestSecurity_ExpiredNodeMayOnlyRenew(t *testing.T) {
 
 func TestSecurity_RevokeCutsAndRefuses(t *testing.T) {
 	h := startSecureHub(t)
-	id := h.enroll(t, h.token(t, api.TokenRequest{}), "a")
+	first := h.token(t, api.TokenRequest{Uses: 5})
+	id := h.enroll(t, first, "a")
 	c, err := h.connect(t, id)
 	if err != nil {
 		t.Fatal(err)
@@ -432,6 +433,9 @@ func TestSecurity_RevokeCutsAndRefuses(t *testing.T) {
 	// enrollment under its name is allowed once revoked.
 	if _, err := h.api.RevokeNode(context.Background(), "nobody"); err == nil {
 		t.Error("revoking an unknown node succeeded")
+	}
+	if _, err := identity.Enroll(hubtest.Context(t), t.TempDir(), h.NATSURL(), first, "a"); err == nil || !strings.Contains(err.Error(), "new token") {
+		t.Errorf("the revoked node's own token let it back in: %v", err)
 	}
 	again := h.enroll(t, h.token(t, api.TokenRequest{}), "a")
 	if _, err := h.connect(t, again); err != nil {

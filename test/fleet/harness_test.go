@@ -70,6 +70,7 @@ type fleet struct {
 	httpAddr string
 	natsAddr string
 	hubURL   string
+	hubFlags []string // more flags for `atoll hub`
 	hub      *client.Hub // with the admin's credentials, once the hub wrote them
 	admin    *tls.Config // those credentials (the hub's NATS lets an admin look into streams)
 	enroll   string      // an enrollment token for the fleet's agents
@@ -213,8 +214,9 @@ func (f *fleet) kill9(p *proc) {
 // waits until its API answers.
 func (f *fleet) startHub() {
 	f.t.Helper()
-	p := f.spawn("hub", atollBin, "hub", "--data", f.hubDir, "--listen", f.httpAddr, "--nats-listen", f.natsAddr,
-		"--node-timeout", nodeTimeout.String())
+	args := append([]string{"hub", "--data", f.hubDir, "--listen", f.httpAddr, "--nats-listen", f.natsAddr,
+		"--node-timeout", nodeTimeout.String()}, f.hubFlags...)
+	p := f.spawn("hub", atollBin, args...)
 	f.hubProc = p
 	atolltest.WaitFor(f.t, readyTimeout, func() error {
 		if p.exited() {

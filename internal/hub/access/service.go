@@ -337,6 +337,10 @@ func (s *Service) enrollNode(ctx context.Context, req wire.EnrollRequest) (Node,
 	if had && !prev.revoked() && !again {
 		return Node{}, nil, fmt.Errorf("node %s is already enrolled: revoke it first (atoll node revoke %s)", name, name)
 	}
+	if had && prev.revoked() && prev.Token == t.ID {
+		// A revoked device that kept its token must not let itself back in.
+		return Node{}, nil, fmt.Errorf("node %s was revoked: it enrolls again only with a new token", name)
+	}
 	if !again {
 		// An enrollment answered but lost on the way is asked again with
 		// the same key and token: it does not use the token once more.
