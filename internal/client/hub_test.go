@@ -55,7 +55,7 @@ func testHub(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) 
 		answer(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return client.NewHub(srv.URL + "/", nil), rc
+	return client.NewHub(srv.URL+"/", nil), rc
 }
 
 // answerJSON answers every request with code and v as JSON.

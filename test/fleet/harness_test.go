@@ -70,7 +70,7 @@ type fleet struct {
 	httpAddr string
 	natsAddr string
 	hubURL   string
-	hubFlags []string // more flags for `atoll hub`
+	hubFlags []string    // more flags for `atoll hub`
 	hub      *client.Hub // with the admin's credentials, once the hub wrote them
 	admin    *tls.Config // those credentials (the hub's NATS lets an admin look into streams)
 	enroll   string      // an enrollment token for the fleet's agents

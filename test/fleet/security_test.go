@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,7 +151,14 @@ spec:
 	}
 	check := func(when string) int {
 		t.Helper()
-		pid := a.waitRunning("app")["app"].PID
+		var pid int
+		f.waitFor(0, func() error {
+			pid = a.waitRunning("app")["app"].PID
+			if v, _ := f.procEnv(pid, "app", "DB_PASSWORD"); v != value {
+				return fmt.Errorf("%s: app (pid %d) does not have the current secret yet", when, pid)
+			}
+			return nil
+		})
 		if v, err := f.procEnv(pid, "app", "DB_PASSWORD"); err != nil || v != value {
 			t.Errorf("%s: DB_PASSWORD = %q, %v; want the secret", when, v, err)
 		}
@@ -160,7 +168,21 @@ spec:
 		}
 		return pid
 	}
-	pid := check("first start")
+	check("first start")
+
+	// Rotated: the connected node gets the new value; the workload is
+	// started again with it.
+	old := value
+	value = "r0tated-" + randHex(16)
+	rotated := strings.Replace(manifest, old, value, 1)
+	if err := os.WriteFile(path, []byte(rotated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.mustCLI("apply", "-f", path); !strings.HasPrefix(r.stdout, "secret/db configured (1 node)\n") {
+		t.Errorf("apply the rotated secret: %s", r)
+	}
+	pid := check("after the rotation")
+	f.logf("the rotated secret reached app (pid %d)", pid)
 	if r := f.mustCLI("get", "secrets", "-o", "wide"); bytes.Contains([]byte(r.stdout), []byte(value)) || !bytes.Contains([]byte(r.stdout), []byte("password")) {
 		t.Errorf("get secrets shows the value, or not the key:\n%s", r.stdout)
 	}
@@ -190,8 +212,8 @@ spec:
 			if err != nil {
 				return err
 			}
-			if bytes.Contains(b, []byte(value)) {
-				t.Errorf("%s holds the secret in plaintext", p)
+			if bytes.Contains(b, []byte(value)) || bytes.Contains(b, []byte(old)) {
+				t.Errorf("%s holds a secret in plaintext", p)
 			}
 			return nil
 		})

@@ -80,9 +80,9 @@ type Config struct {
 	NodeCertLifetime time.Duration
 	UserCertLifetime time.Duration
 	// Kick closes the connections of a NATS user; it returns how many.
-	Kick func(user string) int
-	Clock    clock.Clock
-	Logger   *slog.Logger
+	Kick   func(user string) int
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Service runs enrollment, renewal and revocation.

@@ -14,11 +14,11 @@ import "time"
 
 // TokenRequest creates an enrollment token.
 type TokenRequest struct {
-	Labels     map[string]string `json:"labels,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 	// TTL is a Go duration ("24h"); Uses how many nodes may enroll with it.
-	TTL        string            `json:"ttl"`
-	Uses       int               `json:"uses"`
-	NamePrefix string            `json:"namePrefix,omitempty"`
+	TTL        string `json:"ttl"`
+	Uses       int    `json:"uses"`
+	NamePrefix string `json:"namePrefix,omitempty"`
 }
 
 // TokenInfo is a token without its secret.
