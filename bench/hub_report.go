@@ -127,7 +127,7 @@ func (r results) hubMethod(first int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `%d. **Hub: apply → running.** `+"`atoll hub --data DIR --listen 127.0.0.1:P --nats-listen 127.0.0.1:Q`"+`
    (hub process start → API answering took %s) and one agent started with
-   `+"`--hub nats://127.0.0.1:Q --labels bench=RUN`"+`, connected (the hub shows it
+   `+"`--hub nats://127.0.0.1:Q --token T --labels bench=RUN`"+` (enrolled with a token made through the API; TLS and client certificates on both links, as by default), connected (the hub shows it
    `+"`connected`"+`). %d times, after one untimed warm-up (which took %s to the process
    and %s to the API): a new workload with
    `+"`spec.placement.nodes: [NODE]`"+` is applied with `+"`POST /v1/workloads:apply`"+`;

@@ -264,7 +264,10 @@ func TestSecurity_NATSRefusesStrangers(t *testing.T) {
 	if _, err := nats.Connect(h.NATSURL(), nats.Secure(anon), nats.Token("AT1.x.y."+strings.Repeat("0", 64)), nats.NoReconnect()); err == nil {
 		t.Error("a client with a made-up token connected")
 	}
-	// A node certificate for an enrolled name, but not issued by this hub.
+	// Certificates for an enrolled name that the hub did not issue for
+	// its key: self-signed, another CA's, this CA's for another key
+	// (expired at once). The node's own expired certificate:
+	// TestSecurity_ExpiredNodeMayOnlyRenew.
 	h.enroll(t, h.token(t, api.TokenRequest{}), "a")
 	for what, cert := range strangers(t, h, pki.RoleNode) {
 		cfg, err := pki.ClientTLS(h.ca.PEM, "", func() (*tls.Certificate, error) { return cert, nil })
