@@ -84,6 +84,23 @@ func TestHub_SyncLoop(t *testing.T) {
 	if hb := a.Heartbeat(); hb.NeedStatus {
 		t.Fatal("heartbeat with the stored status's digest still asks for the status")
 	}
+	// A quiet heartbeat (the hub said it takes them): "{}" changes nothing
+	// and asks for nothing; a new digest does ask.
+	if !hello.QuietHeartbeats {
+		t.Error("hello reply does not offer quiet heartbeats")
+	}
+	var quiet wire.HeartbeatReply
+	a.Request(wire.SubjectHeartbeat+"n1", wire.Heartbeat{}, &quiet)
+	if quiet.Error != "" || quiet.NeedStatus || quiet.PlanRevision != 2 {
+		t.Errorf("quiet heartbeat = %+v, want revision 2 and no status request", quiet)
+	}
+	if n := h.node("n1"); n.StoredRevision != 2 || n.AppliedRevision != 2 {
+		t.Errorf("after a quiet heartbeat n1 = %+v, want its revisions kept", n)
+	}
+	a.Request(wire.SubjectHeartbeat+"n1", wire.Heartbeat{StatusDigest: "changed"}, &quiet)
+	if !quiet.NeedStatus {
+		t.Error("a heartbeat with a new digest did not ask for the status")
+	}
 
 	// Replays: Hello, an old heartbeat, the same status, an older status.
 	before := dump(t, h.NATSURL())

@@ -25,8 +25,9 @@ const (
 	// its reply.
 	EnrollInboxPrefix = "_atoll.enroll."
 	// NodeInboxPrefix + <node> is a node's inbox prefix: replies to its
-	// requests and JetStream deliveries come there and nowhere else.
-	NodeInboxPrefix = "_atoll.inbox."
+	// requests and JetStream deliveries come there and nowhere else. It is
+	// short because it rides on every heartbeat, both ways.
+	NodeInboxPrefix = "_in."
 )
 
 // EnrollRequest asks for a node certificate.

@@ -51,6 +51,10 @@ import (
 //	   from) and Status.Images (the image tarballs in the node's cache); an
 //	   older agent ignores the first (and needs the image present), an
 //	   older hub the second.
+//	1: 2026-12-06: optional HelloReply.QuietHeartbeats: the hub takes a
+//	   heartbeat without the revisions and status digest it already
+//	   confirmed (an idle heartbeat is "{}"); an older hub does not set it
+//	   and gets full heartbeats.
 //	1: 2026-12-06: optional PlanWorkload.Secrets (sealed to the node's
 //	   key) and PlanWorkload.SecretsBlocked; an older agent ignores both
 //	   and starts the workload without its secrets.
@@ -122,20 +126,29 @@ type HelloReply struct {
 	// event cursor past it, so an event whose acknowledgement was lost
 	// with the link is not sent again after the stream's duplicate window.
 	LastEventID string `json:"lastEventID,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// QuietHeartbeats: this hub reads a Heartbeat's missing revisions and
+	// status digest as "unchanged since the last answered heartbeat", so
+	// the agent leaves out what the hub confirmed (bytes every 10 s on a
+	// metered link). An empty StatusDigest never asks for the status
+	// unless the hub has none.
+	QuietHeartbeats bool   `json:"quietHeartbeats,omitempty"`
+	Error           string `json:"error,omitempty"`
 }
 
 // Heartbeat is the agent's periodic request; it doubles as the ack of
 // stored and applied plan revisions and of done commands.
 type Heartbeat struct {
-	Node string `json:"node"`
+	// Node is empty from agents since 2026-12-06: the subject names it.
+	Node string `json:"node,omitempty"`
 	// StoredRevision is the plan revision the agent has durably stored.
-	StoredRevision uint64 `json:"storedRevision"`
+	StoredRevision uint64 `json:"storedRevision,omitempty"`
 	// AppliedRevision is the revision the node has converged to.
-	AppliedRevision uint64 `json:"appliedRevision"`
+	AppliedRevision uint64 `json:"appliedRevision,omitempty"`
 	// StatusDigest is Status.Digest of the agent's current status; the hub
-	// asks for the full status when its copy differs.
-	StatusDigest string `json:"statusDigest"`
+	// asks for the full status when its copy differs. Revisions and
+	// digest are left out when unchanged and the hub said it takes quiet
+	// heartbeats (HelloReply.QuietHeartbeats).
+	StatusDigest string `json:"statusDigest,omitempty"`
 	// DoneCommands are ids of commands the agent has carried out (or
 	// refused, or found expired) since the last acknowledged heartbeat.
 	DoneCommands []string `json:"doneCommands,omitempty"`

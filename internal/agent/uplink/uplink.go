@@ -144,6 +144,9 @@ type Uplink struct {
 	// revoked is closed when the hub says the node was revoked.
 	revoked     chan struct{}
 	revokedOnce sync.Once
+	// heard is what the hub has confirmed of the heartbeat's fields since
+	// the last hello. Only the loop goroutine touches it.
+	heard heard
 	// acked remembers recently acknowledged command ids, so a hub that
 	// resends one before it has processed the ack does not make the loop
 	// spin. Only the loop goroutine touches it.
@@ -184,7 +187,10 @@ func (u *Uplink) Run(ctx context.Context) error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(500*time.Millisecond, time.Second),
-		nats.PingInterval(20*time.Second),
+		// The heartbeat is the liveness check (judge redials after
+		// maxStalls rounds without an answer); the client's own PINGs
+		// would only add bytes on a metered link.
+		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(3),
 		nats.ConnectHandler(func(*nats.Conn) { u.setConnected(true) }),
 		nats.ReconnectHandler(func(*nats.Conn) { u.setConnected(true) }),
@@ -259,6 +265,50 @@ func (u *Uplink) Run(ctx context.Context) error {
 		t.Stop()
 	}
 }
+
+// heard is what the hub confirmed: with quiet heartbeats the agent leaves
+// it out, so an idle heartbeat is "{}" (it goes out every 10 s, on links
+// that may be metered).
+type heard struct {
+	quiet           bool // the hub takes quiet heartbeats
+	stored, applied uint64
+	digest          string
+}
+
+// heartbeat is the heartbeat to send. The subject names the node, so the
+// body does not.
+func (h heard) heartbeat(stored, applied uint64, digest string) wire.Heartbeat {
+	hb := wire.Heartbeat{StoredRevision: stored, AppliedRevision: applied, StatusDigest: digest}
+	if !h.quiet {
+		return hb
+	}
+	if stored == h.stored {
+		hb.StoredRevision = 0
+	}
+	if applied == h.applied {
+		hb.AppliedRevision = 0
+	}
+	if digest == h.digest {
+		hb.StatusDigest = ""
+	}
+	return hb
+}
+
+// answered records what the hub's answer to hb confirmed: the revisions,
+// and the digest unless the hub asked for the status (then it is sent
+// again until the hub has it).
+func (h *heard) answered(hb wire.Heartbeat, stored, applied uint64, needStatus bool) {
+	h.stored, h.applied = stored, applied
+	switch {
+	case needStatus:
+		h.digest = ""
+	case hb.StatusDigest != "":
+		h.digest = hb.StatusDigest
+	}
+}
+
+// pingInterval is the NATS client's PING interval.
+const pingInterval = 5 * time.Minute
 
 // maxStalls is how many heartbeat rounds in a row may time out before the
 // uplink redials: a half-open connection or a silent partition is then
@@ -450,6 +500,7 @@ func (u *Uplink) sync(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		u.sentHello = true
 		u.mu.Unlock()
 		*lastDigest = ""
+		u.heard = heard{quiet: hr.QuietHeartbeats}
 	}
 
 	stored, applied := u.cfg.Node.Revisions()
@@ -457,7 +508,8 @@ func (u *Uplink) sync(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 	u.mu.Lock()
 	done := append([]string(nil), u.done...)
 	u.mu.Unlock()
-	hb := wire.Heartbeat{Node: u.name, StoredRevision: stored, AppliedRevision: applied, StatusDigest: st.Digest, DoneCommands: done}
+	hb := u.heard.heartbeat(stored, applied, st.Digest)
+	hb.DoneCommands = done
 	var reply wire.HeartbeatReply
 	if err := u.request(ctx, nc, wire.SubjectHeartbeat, hb, &reply); err != nil {
 		return err
@@ -471,6 +523,7 @@ func (u *Uplink) sync(ctx context.Context, nc *nats.Conn, js jetstream.JetStream
 		u.poke()
 		return fmt.Errorf("hub refused heartbeat: %s", reply.Error)
 	}
+	u.heard.answered(hb, stored, applied, reply.NeedStatus)
 	u.forgetDone(done)
 	if len(u.acked) > maxAcked {
 		clear(u.acked)

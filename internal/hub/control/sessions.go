@@ -62,7 +62,7 @@ func (c *Controller) Hello(ctx context.Context, h wire.Hello) wire.HelloReply {
 		// duplicate window still applies.
 		c.log.Warn("hello: last event", "node", h.Node, "err", err)
 	}
-	return wire.HelloReply{ProtocolVersion: wire.ProtocolVersion, PlanRevision: rev, LastEventID: last}
+	return wire.HelloReply{ProtocolVersion: wire.ProtocolVersion, PlanRevision: rev, LastEventID: last, QuietHeartbeats: true}
 }
 
 func sameNode(a, b intent.Node) bool {
@@ -195,8 +195,10 @@ func (c *Controller) Heartbeat(ctx context.Context, hb wire.Heartbeat) wire.Hear
 		c.log.Error("heartbeat: status", "node", hb.Node, "err", err)
 		return wire.HeartbeatReply{Error: "hub could not read the status; retry"}
 	}
+	// A quiet heartbeat without a digest means the status has not changed
+	// since a heartbeat this hub (or another) answered.
 	return wire.HeartbeatReply{PlanRevision: rev, Commands: cmds,
-		NeedStatus: err != nil || st.Value.Digest != hb.StatusDigest}
+		NeedStatus: err != nil || (hb.StatusDigest != "" && st.Value.Digest != hb.StatusDigest)}
 }
 
 // Plan answers a PlanRequest: the plan when it is newer than req.Have.
