@@ -44,6 +44,11 @@ func TestAgent_BadFlags(t *testing.T) {
 		{[]string{"--image-cache-bytes", "big"}, "--image-cache-bytes: \"big\": want a size, e.g. 2Gi"},
 		{[]string{"--fetch-window", "night"}, "--fetch-window: fetch window \"night\": want HH:MM-HH:MM in local time, such as 01:00-05:00"},
 		{[]string{"--fetch-window", "25:00-05:00"}, "--fetch-window: fetch window \"25:00-05:00\""},
+		{[]string{"--token", "AT1.a.b." + strings.Repeat("0", 64)}, "--token: needs --hub"},
+		{[]string{"--hub", "tls://127.0.0.1:1"}, "this node is not enrolled: pass --token"},
+		{[]string{"--hub", "tls://127.0.0.1:1", "--insecure", "--token", "x"}, "--token: not with --insecure"},
+		{[]string{"--hub", "tls://127.0.0.1:1", "--token", "letmein"}, "enrollment refused: malformed enrollment token: want AT1.<id>.<secret>.<ca fingerprint>"},
+		{[]string{"--hub", "tls://127.0.0.1:1", "--token", "AT1.a.b.cafe"}, "its CA fingerprint is not 64 hex digits"},
 	}
 	for _, tt := range tests {
 		args := append([]string{"agent", "--data", t.TempDir()}, tt.args...)

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"atoll.dev/atoll/internal/agent"
 	"atoll.dev/atoll/internal/agent/identity"
 )
@@ -85,7 +83,7 @@ func enroll(ctx context.Context, dir, hub, token, name string, log *slog.Logger)
 			return id, nil
 		}
 		// A refusal (bad, used or expired token) will not get better.
-		if errors.Is(err, nats.ErrAuthorization) || strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "malformed") {
+		if errors.Is(err, identity.ErrRefused) {
 			return nil, err
 		}
 		log.Warn("enrollment: hub unreachable, retrying", "err", err, "in", wait)

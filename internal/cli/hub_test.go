@@ -140,8 +140,17 @@ func testAccessVerbs(t *testing.T, admin map[string]string, manifest string) {
 	if code, out, errOut := atoll(t, admin, "token", "revoke", id); code != 0 || out != "token/"+id+" revoked\n" {
 		t.Errorf("token revoke = %d, %q, %q", code, out, errOut)
 	}
-	if code, _, errOut := atoll(t, admin, "token", "create", "--ttl", "soon"); code != 1 || !strings.Contains(errOut, "ttl") {
-		t.Errorf("token create --ttl soon = %d, %q", code, errOut)
+	for _, bad := range []struct{ args, want string }{
+		{"token create --ttl soon", `ttl: "soon" is not a positive duration`},
+		{"token create --uses -1", "uses: -1 is not a positive number"},
+		{"token create --name-prefix Kiosk_", `namePrefix: "Kiosk_" cannot start a node name`},
+		{"token revoke nosuch", `no token "nosuch"`},
+		{"user create Ada_L --role viewer", `name: "Ada_L" is not a user name`},
+		{"node revoke nobody", `no enrolled node "nobody"`},
+	} {
+		if code, _, errOut := atoll(t, admin, strings.Fields(bad.args)...); code != 1 || !strings.Contains(errOut, bad.want) {
+			t.Errorf("%s = %d, %q; want an error with %q", bad.args, code, errOut, bad.want)
+		}
 	}
 
 	code, conf, errOut := atoll(t, admin, "user", "create", "ada", "--role", "viewer")

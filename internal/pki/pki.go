@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,7 +348,7 @@ func addHosts(tmpl *x509.Certificate, hosts []string) {
 		if h == "" {
 			continue
 		}
-		if ip := parseIP(h); ip != nil {
+		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 )
 
 // ServerTLS is the hub's listener configuration: cert (with the CA
@@ -96,5 +95,3 @@ func KeyPair(certPEM, keyPEM []byte, ca *CA) (tls.Certificate, error) {
 	}
 	return pair, nil
 }
-
-func parseIP(s string) net.IP { return net.ParseIP(s) }

@@ -96,6 +96,10 @@ func Load(dir string) (*Identity, error) {
 	return id, nil
 }
 
+// ErrRefused is an enrollment the hub refused (a token malformed, unknown,
+// expired, used up or revoked, a name taken): trying again will not help.
+var ErrRefused = errors.New("enrollment refused")
+
 // Enroll joins the hub at url with token, asking for name, and stores the
 // identity in dir. The hub's certificate must chain to the CA the token
 // pins. The key is made (and stored) before anything is sent: an
@@ -104,7 +108,7 @@ func Load(dir string) (*Identity, error) {
 func Enroll(ctx context.Context, dir, url, token, name string) (*Identity, error) {
 	tok, err := wire.ParseToken(token)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
@@ -123,8 +127,11 @@ func Enroll(ctx context.Context, dir, url, token, name string) (*Identity, error
 	}
 	nc, err := nats.Connect(url, nats.Name("atoll-enroll-"+name), nats.Secure(tlsCfg), nats.Token(token),
 		nats.CustomInboxPrefix(wire.EnrollInboxPrefix+tok.ID), nats.NoReconnect(), nats.Timeout(10*time.Second))
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, fmt.Errorf("enroll at %s: %w: %w (the token is expired, revoked or not this hub's)", url, ErrRefused, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("enroll at %s: %w (a refused token is expired, used up, revoked or not this hub's)", url, err)
+		return nil, fmt.Errorf("enroll at %s: %w", url, err)
 	}
 	defer nc.Close()
 	var rep wire.EnrollReply
@@ -132,7 +139,7 @@ func Enroll(ctx context.Context, dir, url, token, name string) (*Identity, error
 		return nil, fmt.Errorf("enroll at %s: %w", url, err)
 	}
 	if rep.Error != "" {
-		return nil, fmt.Errorf("enroll at %s: the hub refused: %s", url, rep.Error)
+		return nil, fmt.Errorf("enroll at %s: %w: %s", url, ErrRefused, rep.Error)
 	}
 	id := &Identity{dir: dir, key: key, caPEM: rep.CA, name: rep.Name, labels: rep.Labels}
 	if err := id.setCert(rep.Cert); err != nil {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -298,7 +299,7 @@ func (s *Service) enroll(m *nats.Msg) {
 	respond(m, rep)
 }
 
-// ErrTokenRace is a token changed by another enrollment meanwhile.
+// errTokenRace is a token changed by another enrollment meanwhile.
 var errTokenRace = errors.New("the token was used at the same moment by another enrollment; try again")
 
 func (s *Service) enrollNode(ctx context.Context, req wire.EnrollRequest) (Node, []byte, error) {
@@ -326,7 +327,7 @@ func (s *Service) enrollNode(ctx context.Context, req wire.EnrollRequest) (Node,
 		return Node{}, nil, fmt.Errorf("wrong secret for enrollment token %s", p.ID)
 	}
 	name := req.Name
-	if t.NamePrefix != "" && !hasPrefix(name, t.NamePrefix) {
+	if t.NamePrefix != "" && !strings.HasPrefix(name, t.NamePrefix) {
 		name = t.NamePrefix + name
 	}
 	if !manifest.IsDNSLabel(name) {
@@ -440,5 +441,3 @@ func respond(m *nats.Msg, v any) {
 	b, _ := json.Marshal(v)
 	_ = m.Respond(b)
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
