@@ -12,16 +12,24 @@ func newValidateCmd(e *env) *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE|DIR",
-		Short: "Check workload manifests without applying them",
-		Long: "Check workload manifests without applying them. Every problem is printed,\n" +
-			"one per line, as FILE#DOC: FIELD.PATH: MESSAGE.",
+		Short: "Check workload and secret manifests without applying them",
+		Long: "Check workload and secret manifests without applying them. Every problem is\n" +
+			"printed, one per line, as FILE#DOC: FIELD.PATH: MESSAGE (never a secret's value).",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			ws, err := loadWorkloads(path)
+			docs, err := manifest.LoadAll(path)
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(e.stdout, "%d %s valid\n", len(ws), plural(len(ws), "workload", "workloads"))
+			nw, ns := len(docs.Workloads), len(docs.Secrets)
+			switch {
+			case nw == 0 && ns == 0:
+				return fmt.Errorf("no workloads or secrets in %s", path)
+			case ns == 0:
+				_, err = fmt.Fprintf(e.stdout, "%d %s valid\n", nw, plural(nw, "workload", "workloads"))
+			default:
+				_, err = fmt.Fprintf(e.stdout, "%d %s and %d %s valid\n", nw, plural(nw, "workload", "workloads"), ns, plural(ns, "secret", "secrets"))
+			}
 			return err
 		},
 	}

@@ -21,6 +21,16 @@ func TestValidate_Good(t *testing.T) {
 	if code != 0 || out != "1 workload valid\n" {
 		t.Errorf("validate file = %d, %q; want 0, \"1 workload valid\"", code, out)
 	}
+	writeFile(t, dir, "secret.yaml", "apiVersion: atoll.dev/v1\nkind: Secret\nmetadata: {name: db}\nspec:\n  data: {password: hunter2}\n")
+	code, out, _ = atoll(t, nil, "validate", "-f", dir)
+	if code != 0 || out != "3 workloads and 1 secret valid\n" {
+		t.Errorf("validate with a secret = %d, %q; want 0, \"3 workloads and 1 secret valid\"", code, out)
+	}
+	bad := writeFile(t, t.TempDir(), "bad-secret.yaml", "apiVersion: atoll.dev/v1\nkind: Secret\nmetadata: {name: db}\nspec:\n  data: {\"../x\": hunter2}\n")
+	code, _, errOut = atoll(t, nil, "validate", "-f", bad)
+	if code != 1 || !strings.Contains(errOut, "spec.data") || strings.Contains(errOut, "hunter2") {
+		t.Errorf("validate a bad secret = %d, %q; want the field named and the value never shown", code, errOut)
+	}
 }
 
 func TestValidate_BadPrintsEveryProblem(t *testing.T) {
@@ -56,7 +66,7 @@ func TestValidate_Errors(t *testing.T) {
 		substr string
 	}{
 		{"no flag", []string{"validate"}, `required flag(s) "filename" not set`},
-		{"empty dir", []string{"validate", "-f", dir}, "no workloads in " + dir},
+		{"empty dir", []string{"validate", "-f", dir}, "no workloads or secrets in " + dir},
 		{"missing", []string{"validate", "-f", dir + "/nope.yaml"}, "no such file"},
 	}
 	for _, tt := range tests {
