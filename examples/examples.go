@@ -6,5 +6,5 @@ import "embed"
 
 // FS holds exec/, priority/, telemetry/ and wasm/ (manifests and sensor.wasm).
 //
-//go:embed exec/*.yaml priority/*.yaml telemetry/*.yaml wasm/sensor.yaml wasm/sensor.wasm
+//go:embed exec/*.yaml priority/*.yaml secrets/*.yaml telemetry/*.yaml wasm/sensor.yaml wasm/sensor.wasm
 var FS embed.FS

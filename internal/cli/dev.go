@@ -172,7 +172,7 @@ func runDev(ctx context.Context, e *env, f *devFlags, memory int64) error {
 	cfg.Credentials, cfg.Data = creds, devNodeDir(f.dataDir, devNodes[0].name)
 	cfgPath, err := saveConfig(e, cfg)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "warning: %v; pass --hub %s to fleet commands\n", err, hubURL)
+		fmt.Fprintf(e.stderr, "warning: %v; pass --config %s to fleet commands\n", err, filepath.Join(f.dataDir, "hub", hub.AdminConfigFile))
 	}
 	printDevGuide(e, f.dataDir, logPath, cfgPath, hubURL, h.NATSURL())
 	<-ctx.Done()
@@ -238,6 +238,7 @@ func waitForFleet(ctx context.Context, hc *client.Hub, stopped chan error) error
 // WASM module.
 func applyExamples(ctx context.Context, e *env, hc *client.Hub) error {
 	var ws []manifest.Workload
+	var ss []manifest.Secret
 	err := fs.WalkDir(examples.FS, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
 			return err
@@ -246,8 +247,8 @@ func applyExamples(ctx context.Context, e *env, hc *client.Hub) error {
 		if err != nil {
 			return err
 		}
-		got, err := manifest.Decode(path, data)
-		ws = append(ws, got...)
+		got, err := manifest.DecodeAll(path, data)
+		ws, ss = append(ws, got.Workloads...), append(ss, got.Secrets...)
 		return err
 	})
 	if err != nil {
@@ -257,6 +258,13 @@ func applyExamples(ctx context.Context, e *env, hc *client.Hub) error {
 	readFile := func(p string) ([]byte, error) { return fs.ReadFile(examples.FS, p) }
 	if err := uploadArtifacts(ctx, hc, ws, readFile); err != nil {
 		return fmt.Errorf("dev: examples: %w", err)
+	}
+	sres, err := hc.ApplySecrets(ctx, ss)
+	if err != nil {
+		return fmt.Errorf("dev: examples: %w", err)
+	}
+	for _, r := range sres {
+		fmt.Fprintf(e.stdout, "secret/%s %s (%s)\n", r.Name, r.Action, plural(r.Targets, "1 node", fmt.Sprintf("%d nodes", r.Targets)))
 	}
 	res, err := hc.Apply(ctx, ws)
 	if err != nil {
@@ -277,12 +285,13 @@ func printDevGuide(e *env, dataDir, logPath, cfgPath, hubURL, natsURL string) {
 	if cfgPath != "" {
 		fmt.Fprintf(e.stdout, "The CLI config %s now points at them; in another terminal try:\n", cfgPath)
 	} else {
-		fmt.Fprintf(e.stdout, "In another terminal (with ATOLL_HUB=%s) try:\n", hubURL)
+		fmt.Fprintf(e.stdout, "In another terminal (with ATOLL_CONFIG=%s) try:\n", filepath.Join(dataDir, "hub", hub.AdminConfigFile))
 	}
 	fmt.Fprintf(e.stdout, `
   atoll get nodes                        connected, plan and applied revisions
   atoll get workloads -o wide            which nodes run what
   atoll describe workload sensor         its instances on plant-1's nodes
+  atoll get secrets                      api-token: its keys and nodes, never its value
   atoll logs edge-1 sensor --tail 5      fetched from the node through the hub
   atoll events --since 10m               what happened, fleet-wide
   atoll telemetry tail --subject 'plant.>' -f

@@ -27,7 +27,7 @@ func TestDev_RunsExamplesAndStopsCleanly(t *testing.T) {
 	for round, action := range []string{"created", "unchanged"} {
 		out, stop := startDev(t, data, vars)
 		pids := waitDevPlacement(t, data, vars, out)
-		if !strings.Contains(out.String(), "workload/sensor "+action+" (2 nodes)") {
+		if !strings.Contains(out.String(), "workload/sensor "+action+" (2 nodes)") || !strings.Contains(out.String(), "secret/api-token "+action+" (2 nodes)") {
 			t.Errorf("round %d: examples not %s:\n%s", round+1, action, out.String())
 		}
 		if round == 0 {
@@ -39,8 +39,20 @@ func TestDev_RunsExamplesAndStopsCleanly(t *testing.T) {
 			}
 			code, status, stderr := atoll(t, vars, "node", "status", "-o", "json")
 			var st []supervisor.Status
-			if err := json.Unmarshal([]byte(status), &st); err != nil || code != 0 || len(st) != 3 {
+			if err := json.Unmarshal([]byte(status), &st); err != nil || code != 0 || len(st) != 4 {
 				t.Fatalf("edge-1 status without flags: %d %q %q %v", code, status, stderr, err)
+			}
+			// The secret example: the workload got its secret as a variable
+			// and a file; `get secrets` shows no value.
+			atolltest.WaitFor(t, 30*time.Second, func() error {
+				code, logs, stderr := atoll(t, vars, "logs", "edge-1", "token-check")
+				if code != 0 || !strings.Contains(logs, "API_TOKEN has 25 characters; the file 25") {
+					return fmt.Errorf("token-check's log: %d %q %q", code, logs, stderr)
+				}
+				return nil
+			})
+			if code, secrets, _ := atoll(t, vars, "get", "secrets"); code != 0 || !strings.Contains(secrets, "api-token") || strings.Contains(secrets, "dev-only-token") {
+				t.Errorf("get secrets: %d %q; want api-token listed, its value not", code, secrets)
 			}
 		}
 		stop()
@@ -91,6 +103,7 @@ func waitDevPlacement(t *testing.T, data string, vars map[string]string, out *at
 		"sensor@edge-1": "running", "sensor@edge-2": "running",
 		"readings@edge-1": "running", "readings@edge-2": "running",
 		"safety-monitor@edge-3": "running", "data-uploader@edge-3": "blocked",
+		"token-check@edge-1": "running", "token-check@edge-2": "running",
 	}
 	atolltest.WaitFor(t, 60*time.Second, func() error {
 		if !strings.Contains(out.String(), "atoll dev is running") {
