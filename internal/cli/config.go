@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"atoll.dev/atoll/internal/atomicfile"
 	"atoll.dev/atoll/internal/client"
 
 	yaml "go.yaml.in/yaml/v2"
@@ -98,11 +99,7 @@ func saveConfig(e *env, c fileConfig) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return "", fmt.Errorf("write config %s: %w", p, err)
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return "", fmt.Errorf("write config %s: %w", p, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := atomicfile.Replace(p, data); err != nil {
 		return "", fmt.Errorf("write config %s: %w", p, err)
 	}
 	return p, nil

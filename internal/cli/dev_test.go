@@ -130,27 +130,32 @@ func waitDevPlacement(t *testing.T, data string, vars map[string]string, out *at
 		}
 		return nil
 	})
+	// The hub may still show the previous run's statuses: the agents'
+	// own views are waited for too. hello twice and safety-monitor run
+	// steadily; crashy (edge-2) has a PID only between its crashes.
 	var pids []int
-	steady := 0
-	for _, n := range devNodes {
-		c := client.NewLocal(localapi.SocketPath(devNodeDir(data, n.name)))
-		all, err := c.Status(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, st := range all {
-			if st.PID > 0 {
-				pids = append(pids, st.PID)
-				if st.Name == "hello" || st.Name == "safety-monitor" {
-					steady++
+	atolltest.WaitFor(t, 30*time.Second, func() error {
+		pids = pids[:0]
+		steady := 0
+		for _, n := range devNodes {
+			c := client.NewLocal(localapi.SocketPath(devNodeDir(data, n.name)))
+			all, err := c.Status(context.Background())
+			if err != nil {
+				return err
+			}
+			for _, st := range all {
+				if st.PID > 0 {
+					pids = append(pids, st.PID)
+					if st.Name == "hello" || st.Name == "safety-monitor" {
+						steady++
+					}
 				}
 			}
 		}
-	}
-	// hello twice and safety-monitor run steadily; crashy (edge-2) has a
-	// PID only between its crashes.
-	if steady != 3 {
-		t.Fatalf("%d steady exec workload processes (hello, safety-monitor), want 3", steady)
-	}
+		if steady != 3 {
+			return fmt.Errorf("%d steady exec workload processes (hello, safety-monitor), want 3", steady)
+		}
+		return nil
+	})
 	return pids
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	yaml "go.yaml.in/yaml/v2"
 
+	"atoll.dev/atoll/internal/atomicfile"
 	"atoll.dev/atoll/internal/client"
 	"atoll.dev/atoll/internal/hub/access"
 	"atoll.dev/atoll/internal/pki"
@@ -151,7 +152,7 @@ func (s *security) writeAdminConfig(dir, httpAddr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := pki.WriteFile(path, out); err != nil {
+	if err := atomicfile.Replace(path, out); err != nil {
 		return "", fmt.Errorf("admin config: %w", err)
 	}
 	return path, nil

@@ -29,6 +29,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"atoll.dev/atoll/internal/atomicfile"
 )
 
 // Roles a certificate can carry (Subject.Organization[0]).
@@ -128,10 +130,10 @@ func createCA(dir, name string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
-	if err := WriteFile(filepath.Join(dir, caKeyFile), keyPEM); err != nil {
+	if err := atomicfile.Replace(filepath.Join(dir, caKeyFile), keyPEM); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
-	if err := WriteFile(filepath.Join(dir, caCertFile), certPEM); err != nil {
+	if err := atomicfile.Replace(filepath.Join(dir, caCertFile), certPEM); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	return &CA{Cert: cert, Key: key, PEM: certPEM}, nil
@@ -305,28 +307,6 @@ func ParseKey(b []byte) (*ecdsa.PrivateKey, error) {
 		return nil, errors.New("private key is not ECDSA")
 	}
 	return ek, nil
-}
-
-// WriteFile writes b to path, 0600, atomically (a temporary file renamed
-// over it, synced first).
-func WriteFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func serial() *big.Int {

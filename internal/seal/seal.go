@@ -28,7 +28,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"atoll.dev/atoll/internal/atomicfile"
 )
 
 const (
@@ -207,38 +208,11 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
-	if err := writeNew(path, key); err != nil {
+	if err := atomicfile.Create(path, key); err != nil {
 		if errors.Is(err, fs.ErrExist) { // created meanwhile: use that one
 			return LoadOrCreateKey(path)
 		}
 		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
 	return key, nil
-}
-
-// writeNew writes data to path, which must not exist, atomically: a
-// temporary file, fsync, then a hard link (which fails if path exists).
-func writeNew(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Link(tmp, path)
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"atoll.dev/atoll/internal/atomicfile"
 	"atoll.dev/atoll/internal/pki"
 	"atoll.dev/atoll/internal/wire"
 )
@@ -147,12 +148,12 @@ func Enroll(ctx context.Context, dir, url, token, name string) (*Identity, error
 	}
 	info, _ := json.Marshal(nodeInfo{Name: rep.Name, Labels: rep.Labels})
 	for file, b := range map[string][]byte{caFile: rep.CA, nodeFile: info} {
-		if err := pki.WriteFile(filepath.Join(dir, file), b); err != nil {
+		if err := atomicfile.Replace(filepath.Join(dir, file), b); err != nil {
 			return nil, fmt.Errorf("enroll: %w", err)
 		}
 	}
 	// The certificate last: its presence says the node is enrolled.
-	if err := pki.WriteFile(filepath.Join(dir, certFile), rep.Cert); err != nil {
+	if err := atomicfile.Replace(filepath.Join(dir, certFile), rep.Cert); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	_ = os.Remove(filepath.Join(dir, revokedFile))
@@ -175,7 +176,7 @@ func loadOrMakeKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return key, pki.WriteFile(path, pemKey)
+	return key, atomicfile.Replace(path, pemKey)
 }
 
 func (id *Identity) setCert(certPEM []byte) error {
@@ -254,7 +255,7 @@ func (id *Identity) Renew(ctx context.Context, nc *nats.Conn) error {
 	if err := id.setCert(rep.Cert); err != nil {
 		return fmt.Errorf("renew certificate: %w", err)
 	}
-	if err := pki.WriteFile(filepath.Join(id.dir, certFile), rep.Cert); err != nil {
+	if err := atomicfile.Replace(filepath.Join(id.dir, certFile), rep.Cert); err != nil {
 		return fmt.Errorf("renew certificate: %w", err)
 	}
 	return nil
@@ -262,7 +263,7 @@ func (id *Identity) Renew(ctx context.Context, nc *nats.Conn) error {
 
 // MarkRevoked records that the hub revoked the node.
 func (id *Identity) MarkRevoked() error {
-	return pki.WriteFile(filepath.Join(id.dir, revokedFile), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"))
+	return atomicfile.Replace(filepath.Join(id.dir, revokedFile), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"))
 }
 
 // Revoked reports whether the hub said the node was revoked.
