@@ -122,7 +122,7 @@ func orDash(s string) string {
 func newUserCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "user",
-		Short: "Make API users' credentials (admin)",
+		Short: "Make, list and revoke API users' credentials (admin)",
 	}
 	hub := addHubFlag(e, cmd)
 	var role string
@@ -167,8 +167,58 @@ func newUserCmd(e *env) *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&role, "role", pki.RoleViewer, "admin, operator or viewer")
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, &cobra.Command{
+		Use:   "list",
+		Short: "List the API users and their certificates",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := hub.client()
+			if err != nil {
+				return err
+			}
+			us, err := c.Users(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printUsers(e, us)
+		},
+	}, &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke every certificate of a user: the API and the NATS refuse them from now on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := hub.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.RevokeUser(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "user/%s revoked (%s)\n", args[0], plural(r.Revoked, "1 certificate", fmt.Sprintf("%d certificates", r.Revoked)))
+			return err
+		},
+	})
 	return cmd
+}
+
+func printUsers(e *env, us []api.UserInfo) error {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tSERIAL\tISSUED\tEXPIRES\tSTATE")
+	for _, u := range us {
+		for _, c := range u.Certificates {
+			state := "valid"
+			switch {
+			case c.Revoked:
+				state = "revoked"
+			case !e.now().Before(c.Expires):
+				state = "expired"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, c.Role, c.Serial,
+				c.Issued.Local().Format(time.RFC3339), c.Expires.Local().Format(time.RFC3339), state)
+		}
+	}
+	return tw.Flush()
 }
 
 // newNodeRevokeCmd is `atoll node revoke NAME`, a hub call among the

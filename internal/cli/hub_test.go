@@ -167,10 +167,32 @@ func testAccessVerbs(t *testing.T, admin map[string]string, manifest string) {
 	if code, _, errOut := atoll(t, admin, "user", "create", "bob", "--role", "root"); code != 1 || !strings.Contains(errOut, "admin, operator, viewer") {
 		t.Errorf("user create --role root = %d, %q", code, errOut)
 	}
+	code, out, errOut = atoll(t, admin, "user", "list")
+	if code != 0 || !containsAll(out, "admin", "ada", "viewer", "valid") {
+		t.Errorf("user list = %d, %q, %q; want the admin and ada, valid", code, out, errOut)
+	}
+	if code, out, errOut := atoll(t, admin, "user", "revoke", "ada"); code != 0 || out != "user/ada revoked (1 certificate)\n" {
+		t.Errorf("user revoke ada = %d, %q, %q", code, out, errOut)
+	}
+	if code, _, errOut := atoll(t, viewer, "get", "workloads"); code != 1 || !strings.Contains(errOut, "revoked") {
+		t.Errorf("a revoked viewer's get workloads = %d, %q; want refused as revoked", code, errOut)
+	}
+	if code, _, errOut := atoll(t, admin, "user", "revoke", "nobody"); code != 1 || !strings.Contains(errOut, `no user "nobody"`) {
+		t.Errorf("user revoke nobody = %d, %q", code, errOut)
+	}
 	code, out, errOut = atoll(t, admin, "audit")
-	for _, want := range []string{"POST     /v1/tokens", "DELETE   /v1/tokens/" + id, "POST     /v1/users", "ada", "403"} {
+	for _, want := range []string{"POST     /v1/tokens", "DELETE   /v1/tokens/" + id, "POST     /v1/users", "ada", "403", "/v1/users/ada/revoke"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("audit = %d, %q, %q; want %q in it", code, out, errOut, want)
 		}
 	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

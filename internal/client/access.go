@@ -54,3 +54,17 @@ func (c *Hub) post(ctx context.Context, path string, in, out any) error {
 	_, err = c.do(ctx, http.MethodPost, path, body, out)
 	return err
 }
+
+// Users lists the API users and their certificates.
+func (c *Hub) Users(ctx context.Context) ([]api.UserInfo, error) {
+	var out []api.UserInfo
+	_, err := c.do(ctx, http.MethodGet, "/v1/users", nil, &out)
+	return orEmpty(out), err
+}
+
+// RevokeUser revokes every certificate of a user.
+func (c *Hub) RevokeUser(ctx context.Context, name string) (api.UserRevoked, error) {
+	var out api.UserRevoked
+	_, err := c.do(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/revoke", nil, &out)
+	return out, err
+}

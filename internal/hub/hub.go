@@ -6,6 +6,7 @@ package hub
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -234,7 +235,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	if sec != nil {
 		srv.TLSConfig = pki.ServerTLS(sec.cert, sec.ca, true)
 		go func() { served <- srv.ServeTLS(ln, "", "") }()
-		path, err := sec.writeAdminConfig(h.cfg.DataDir, ln.Addr().String())
+		path, err := sec.writeAdminConfig(h.cfg.DataDir, ln.Addr().String(), func(c *x509.Certificate) error { return acc.RecordUser(ctx, c) })
 		if err != nil {
 			_ = srv.Close()
 			return fmt.Errorf("run hub: %w", err)

@@ -3,6 +3,7 @@ package hub
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -116,8 +117,9 @@ func kick(srv *server.Server, user string) int {
 }
 
 // writeAdminConfig writes (first start) or updates (the API's address)
-// DIR/admin.conf: the admin's CLI config, 0600.
-func (s *security) writeAdminConfig(dir, httpAddr string) (string, error) {
+// DIR/admin.conf: the admin's CLI config, 0600. A new admin certificate
+// is recorded with record, so that it can be revoked like any user's.
+func (s *security) writeAdminConfig(dir, httpAddr string, record func(*x509.Certificate) error) (string, error) {
 	path := filepath.Join(dir, AdminConfigFile)
 	var c client.Credentials
 	b, err := os.ReadFile(path)
@@ -127,9 +129,12 @@ func (s *security) writeAdminConfig(dir, httpAddr string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		_, certPEM, err := s.ca.Issue(pki.Request{Name: "admin", Role: pki.RoleAdmin, Lifetime: access.DefaultUserCertLifetime}, key.Public())
+		cert, certPEM, err := s.ca.Issue(pki.Request{Name: "admin", Role: pki.RoleAdmin, Lifetime: access.DefaultUserCertLifetime}, key.Public())
 		if err != nil {
 			return "", err
+		}
+		if err := record(cert); err != nil {
+			return "", fmt.Errorf("admin config: %w", err)
 		}
 		keyPEM, err := pki.EncodeKey(key)
 		if err != nil {

@@ -467,3 +467,47 @@ func TestSecurity_TokenLabelsOverrideTheNodes(t *testing.T) {
 		t.Errorf("labels %v; want the token's site=plant-9 over the node's plant-1, and its own role=kiosk", got)
 	}
 }
+
+func TestSecurity_RevokedUserRefusedOnBothListeners(t *testing.T) {
+	h := startSecureHub(t)
+	key, _ := pki.NewKey()
+	csr, _ := pki.NewCSR(key, "ops")
+	uc, err := h.api.CreateUser(context.Background(), api.UserRequest{Name: "ops", Role: pki.RoleAdmin, CSR: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	creds := client.Credentials{Hub: h.admin.Hub, CA: string(uc.CA), Cert: string(uc.Cert), Key: string(keyPEM)}
+	tlsCfg, err := creds.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := client.NewHub(creds.Hub, tlsCfg)
+	if _, err := ops.Nodes(context.Background()); err != nil {
+		t.Fatalf("a new admin's API call: %v", err)
+	}
+	nc, err := nats.Connect(h.NATSURL(), nats.Secure(tlsCfg), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("a new admin's NATS: %v", err)
+	}
+	nc.Close()
+	us, err := h.api.Users(context.Background())
+	if err != nil || len(us) != 2 || us[0].Name != "admin" || us[1].Name != "ops" {
+		t.Errorf("users = %+v, %v; want the hub's admin and ops", us, err)
+	}
+
+	if r, err := h.api.RevokeUser(context.Background(), "ops"); err != nil || r.Revoked != 1 {
+		t.Fatalf("revoke ops = %+v, %v", r, err)
+	}
+	var apiErr *client.APIError
+	if _, err := ops.Nodes(context.Background()); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a revoked admin's API call: %v; want 401", err)
+	}
+	if nc, err := nats.Connect(h.NATSURL(), nats.Secure(tlsCfg), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Error("a revoked admin connected to NATS")
+	}
+	if _, err := h.api.Nodes(context.Background()); err != nil {
+		t.Errorf("the other admin after the revocation: %v", err)
+	}
+}

@@ -41,13 +41,16 @@ type Auth struct {
 	mu     sync.RWMutex
 	nodes  map[string]Node  // guarded by mu
 	tokens map[string]Token // guarded by mu
+	// revokedUsers are the serials of revoked user certificates; guarded
+	// by mu.
+	revokedUsers map[string]bool
 }
 
 // NewAuth returns an Auth for the fleet of ca; hubToken is the hub's own
 // secret, grace how long after its certificate expired a node may still
 // renew it.
 func NewAuth(ca *pki.CA, hubToken string, clk clock.Clock, grace time.Duration) *Auth {
-	return &Auth{ca: ca, hubToken: hubToken, clock: clk, grace: grace, nodes: map[string]Node{}, tokens: map[string]Token{}}
+	return &Auth{ca: ca, hubToken: hubToken, clock: clk, grace: grace, nodes: map[string]Node{}, tokens: map[string]Token{}, revokedUsers: map[string]bool{}}
 }
 
 // Check implements server.Authentication.
@@ -84,7 +87,7 @@ func (a *Auth) checkNode(c server.ClientAuthentication, cs *tls.ConnectionState)
 		return false
 	}
 	id := pki.IdentityOf(leaf)
-	if id.Role == pki.RoleAdmin && !expired {
+	if id.Role == pki.RoleAdmin && !expired && !a.RevokedCert(leaf) {
 		c.RegisterUser(&server.User{Username: "admin:" + id.Name})
 		return true
 	}
@@ -132,12 +135,15 @@ func (a *Auth) node(name string) (Node, bool) {
 	return n, ok
 }
 
-// RevokedCert reports whether cert is a node's whose enrollment was
-// revoked or replaced: the API refuses it like the NATS does.
+// RevokedCert reports whether cert is a revoked user's, or a node's whose
+// enrollment was revoked or replaced: the API refuses it like the NATS
+// does.
 func (a *Auth) RevokedCert(cert *x509.Certificate) bool {
 	id := pki.IdentityOf(cert)
 	if id.Role != pki.RoleNode {
-		return false
+		a.mu.RLock()
+		defer a.mu.RUnlock()
+		return a.revokedUsers[id.Serial]
 	}
 	n, ok := a.node(id.Name)
 	return !ok || n.revoked() || !n.holds(cert)
@@ -151,6 +157,16 @@ func (a *Auth) setNode(n Node, deleted bool) {
 		return
 	}
 	a.nodes[n.Name] = n
+}
+
+func (a *Auth) setUser(u User) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range u.Certs {
+		if c.Revoked {
+			a.revokedUsers[c.Serial] = true
+		}
+	}
 }
 
 func (a *Auth) setToken(t Token, deleted bool) {

@@ -27,7 +27,8 @@ const maxBody = 64 << 10
 func (s *Service) Routes(mux *http.ServeMux) {
 	mux.Handle("/v1/tokens", httpjson.Methods{http.MethodGet: s.listTokens, http.MethodPost: s.createToken})
 	mux.Handle("/v1/tokens/{id}", httpjson.Methods{http.MethodDelete: s.revokeToken})
-	mux.Handle("/v1/users", httpjson.Methods{http.MethodPost: s.createUser})
+	mux.Handle("/v1/users", httpjson.Methods{http.MethodGet: s.listUsers, http.MethodPost: s.createUser})
+	mux.Handle("/v1/users/{name}/revoke", httpjson.Methods{http.MethodPost: s.revokeUser})
 	mux.Handle("/v1/nodes/{node}/revoke", httpjson.Methods{http.MethodPost: s.revokeNode})
 }
 
@@ -155,6 +156,10 @@ func (s *Service) createUser(w http.ResponseWriter, r *http.Request) {
 	}
 	cert, pemCert, err := s.cfg.CA.Issue(pki.Request{Name: req.Name, Role: req.Role, Lifetime: s.cfg.UserCertLifetime, Now: s.cfg.Clock.Now()}, csr.PublicKey)
 	if err != nil {
+		fail(w, err)
+		return
+	}
+	if err := s.RecordUser(r.Context(), cert); err != nil {
 		fail(w, err)
 		return
 	}

@@ -1,7 +1,8 @@
 // Package access is who may reach the hub and as whom: enrollment tokens,
 // the registry of enrolled nodes and their keys, node certificates issued
 // at enrollment and renewed before they expire, revocation, API users'
-// certificates, and the embedded NATS's authentication (auth.go).
+// certificates and their revocation (users.go), and the embedded NATS's
+// authentication (auth.go).
 // Tokens and nodes live in JetStream KV, so several hubs on one store share
 // them; each hub keeps a copy fed by KV watchers for its NATS to check
 // connections against.
@@ -91,6 +92,7 @@ type Service struct {
 	cfg    Config
 	nodes  jetstream.KeyValue
 	tokens jetstream.KeyValue
+	users  jetstream.KeyValue
 	subs   []*nats.Subscription
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
@@ -124,6 +126,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if s.tokens, err = bucket(ctx, cfg, TokensBucket, "atoll: enrollment tokens (hashed)"); err != nil {
 		return nil, err
 	}
+	if s.users, err = bucket(ctx, cfg, UsersBucket, "atoll: API users' certificates"); err != nil {
+		return nil, err
+	}
 	wctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if err := s.watch(ctx, wctx, s.nodes, s.nodeChanged); err != nil {
@@ -131,6 +136,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if err := s.watch(ctx, wctx, s.tokens, s.tokenChanged); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	if err := s.watch(ctx, wctx, s.users, s.userChanged); err != nil {
 		s.Stop()
 		return nil, err
 	}

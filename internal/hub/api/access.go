@@ -60,3 +60,28 @@ type NodeRevoked struct {
 	Node    string `json:"node"`
 	Revoked bool   `json:"revoked"`
 }
+
+// UserInfo is a user and the certificates issued to the name.
+//
+//	GET  /v1/users              → []UserInfo
+//	POST /v1/users/{name}/revoke → UserRevoked: every certificate of the name
+type UserInfo struct {
+	Name         string         `json:"name"`
+	Certificates []UserCertInfo `json:"certificates"`
+}
+
+// UserCertInfo is one certificate of a user.
+type UserCertInfo struct {
+	Serial  string    `json:"serial"`
+	Role    string    `json:"role"`
+	Issued  time.Time `json:"issued"`
+	Expires time.Time `json:"expires"`
+	Revoked bool      `json:"revoked,omitempty"`
+}
+
+// UserRevoked answers a user's revocation: how many certificates it
+// revoked (0 when all already were).
+type UserRevoked struct {
+	Name    string `json:"name"`
+	Revoked int    `json:"revoked"`
+}
