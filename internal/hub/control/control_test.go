@@ -69,6 +69,13 @@ func newEnv(t *testing.T, url string, logsTimeout time.Duration) *env {
 
 func newEnvLog(t *testing.T, url string, logsTimeout time.Duration, log *slog.Logger) *env {
 	t.Helper()
+	return newEnvEvents(t, url, logsTimeout, log, nil)
+}
+
+// newEnvEvents is newEnvLog with the event log wrapped by wrap (when not
+// nil), for a test to watch what the controller publishes.
+func newEnvEvents(t *testing.T, url string, logsTimeout time.Duration, log *slog.Logger, wrap func(control.EventLog) control.EventLog) *env {
+	t.Helper()
 	ctx := hubtest.Context(t)
 	_, js := hubtest.Connect(t, url)
 	store, err := intent.Open(ctx, js, intent.Config{})
@@ -79,9 +86,13 @@ func newEnvLog(t *testing.T, url string, logsTimeout time.Duration, log *slog.Lo
 	if err != nil {
 		t.Fatal(err)
 	}
+	var evs control.EventLog = evlog
+	if wrap != nil {
+		evs = wrap(evlog)
+	}
 	c := hubtest.NewClock(t0)
 	l := &link{}
-	ctl := control.New(control.Config{Store: store, Fleet: fleet.New(c, 0), Events: evlog, Link: l,
+	ctl := control.New(control.Config{Store: store, Fleet: fleet.New(c, 0), Events: evs, Link: l,
 		Clock: c, HLC: hlc.New(c, hlc.Timestamp{}), LogsTimeout: logsTimeout, Logger: log})
 	if err := ctl.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -250,5 +261,51 @@ func TestController_ShortAbsenceIsRecorded(t *testing.T) {
 	want := []string{events.TypeNodeConnected, events.TypeNodeDisconnected, events.TypeNodeConnected}
 	if fmt.Sprint(types) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", types, want)
+	}
+}
+
+// countingLog counts the events published by id.
+type countingLog struct {
+	control.EventLog
+	mu        sync.Mutex
+	published map[string]int
+}
+
+func (l *countingLog) Publish(ctx context.Context, ev wire.Event) error {
+	l.mu.Lock()
+	l.published[ev.ID]++
+	l.mu.Unlock()
+	return l.EventLog.Publish(ctx, ev)
+}
+
+// TestController_LongAbsenceRecordedOnce: a node back after the sweep
+// recorded its silence is not recorded silent again (the stream's
+// duplicate window may be long past).
+func TestController_LongAbsenceRecordedOnce(t *testing.T) {
+	counts := &countingLog{published: map[string]int{}}
+	e := newEnvEvents(t, hubtest.NATS(t, "").ClientURL(), 0, nil, func(l control.EventLog) control.EventLog {
+		counts.EventLog = l
+		return counts
+	})
+	ctx := hubtest.Context(t)
+	e.ctl.Hello(ctx, wire.Hello{ProtocolVersion: wire.ProtocolVersion, Node: "n1"})
+	e.ctl.Heartbeat(ctx, wire.Heartbeat{Node: "n1"})
+	e.clock.Advance(wire.DisconnectedAfter + time.Second)
+	e.ctl.Sweep(ctx)
+	e.clock.Advance(time.Hour)
+	e.ctl.Heartbeat(ctx, wire.Heartbeat{Node: "n1"})
+	counts.mu.Lock()
+	defer counts.mu.Unlock()
+	disconnected := 0
+	for id, n := range counts.published {
+		if strings.Contains(id, events.TypeNodeDisconnected) {
+			disconnected++
+			if n != 1 {
+				t.Errorf("event %s published %d times, want once", id, n)
+			}
+		}
+	}
+	if disconnected != 1 {
+		t.Errorf("%d node-disconnected events, want 1: %v", disconnected, counts.published)
 	}
 }

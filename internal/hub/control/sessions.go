@@ -97,9 +97,11 @@ func (c *Controller) contact(ctx context.Context, node string, s fleet.Session, 
 		c.persistSeen(ctx, node)
 	}
 	if ct.Connected {
-		if !ct.Since.IsZero() && s.LastSeen.Sub(ct.Since) >= c.fleet.Timeout() {
+		if !ct.Since.IsZero() && !ct.Swept && s.LastSeen.Sub(ct.Since) >= c.fleet.Timeout() {
 			// Back before the sweep noticed the silence: record it now. The
-			// id is the sweep's, so the stream keeps one either way.
+			// id is the sweep's (another hub's sweep may have recorded it:
+			// the stream keeps one). After this hub's sweep, nothing: an
+			// outage longer than the duplicate window would store it twice.
 			c.disconnected(ctx, node, ct.Since)
 		}
 		msg := "node connected for the first time"

@@ -64,6 +64,7 @@ type session struct {
 	Session
 	persisted time.Time // the LastSeen the store has
 	connected bool      // the state last reported by Seen or Sweep
+	swept     bool      // Sweep reported the silence; cleared by Seen
 }
 
 // Fleet is the set of sessions. It is safe for concurrent use.
@@ -115,6 +116,9 @@ type Contact struct {
 	// last contact (zero if never).
 	Connected bool
 	Since     time.Time
+	// Swept: this hub's Sweep already reported the silence that this
+	// contact ends (its node-disconnected event is recorded).
+	Swept bool
 	// Persist: the store's lastSeen is older than PersistEvery (or the
 	// node just connected); write it and call Persisted.
 	Persist bool
@@ -125,7 +129,8 @@ func (f *Fleet) Seen(node string, s Session) Contact {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	cur := f.get(node)
-	c := Contact{Since: cur.LastSeen}
+	c := Contact{Since: cur.LastSeen, Swept: cur.swept}
+	cur.swept = false
 	c.Connected = !cur.connected || f.StateAt(cur.LastSeen, s.LastSeen) != api.NodeConnected
 	cur.merge(s)
 	cur.connected = f.StateAt(cur.LastSeen, f.clock.Now()) == api.NodeConnected
@@ -203,7 +208,7 @@ func (f *Fleet) Sweep() []Lost {
 	var out []Lost
 	for name, s := range f.nodes {
 		if s.connected && f.StateAt(s.LastSeen, now) != api.NodeConnected {
-			s.connected = false
+			s.connected, s.swept = false, true
 			out = append(out, Lost{Node: name, LastSeen: s.LastSeen})
 		}
 	}

@@ -89,8 +89,8 @@ func TestFleet_Lifecycle(t *testing.T) {
 	// Back: a connect transition with the old lastSeen.
 	c.Advance(time.Hour)
 	got = f.Seen("n", fleet.Session{LastSeen: c.Now()})
-	if !got.Connected || !got.Persist || !got.Since.Equal(last) {
-		t.Fatalf("contact after silence = %+v, want connected since %v", got, last)
+	if !got.Connected || !got.Persist || !got.Since.Equal(last) || !got.Swept {
+		t.Fatalf("contact after silence = %+v, want connected since %v, the silence swept", got, last)
 	}
 }
 
@@ -101,8 +101,8 @@ func TestFleet_SilenceWithoutSweep(t *testing.T) {
 	f := fleet.New(c, 0)
 	f.Seen("n", fleet.Session{LastSeen: c.Now()})
 	c.Advance(time.Minute)
-	if got := f.Seen("n", fleet.Session{LastSeen: c.Now()}); !got.Connected {
-		t.Fatalf("contact after a minute of silence = %+v, want a connect", got)
+	if got := f.Seen("n", fleet.Session{LastSeen: c.Now()}); !got.Connected || got.Swept {
+		t.Fatalf("contact after a minute of silence = %+v, want a connect, not swept", got)
 	}
 }
 
